@@ -1,0 +1,201 @@
+"""Encoding texts with a SentenceTransformer, with a cache keyed on the model's *weights*.
+
+sentence-transformers' ``mine_hard_negatives(cache_folder=...)`` keys its cache on the model's
+name, so a fine-tuned copy saved under the same name silently reuses stale embeddings. Here the
+key is a fingerprint of every parameter and buffer, the module configuration, the prompt, the max
+sequence length and the texts: change any of them and the cache misses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["query", "document"]
+
+
+def model_fingerprint(model: Any) -> str:
+    """SHA-256 over a model's parameters, buffers and module configuration.
+
+    Hashes the raw bytes of every tensor in ``state_dict()`` (about 0.2 s for all-MiniLM-L6-v2 on
+    CPU), so two models agree only when their weights are bit-identical.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(str(tensor.dtype).encode())
+        # View as bytes: bf16 and friends have no numpy dtype.
+        digest.update(tensor.detach().cpu().contiguous().flatten().view(-1).view(dtype=_uint8()).numpy().tobytes())
+    digest.update(repr([type(m).__name__ for m in model.children()]).encode())
+    for attr in ("truncate_dim", "similarity_fn_name"):
+        digest.update(repr(getattr(model, attr, None)).encode())
+    return digest.hexdigest()
+
+
+def _uint8():
+    import torch
+
+    return torch.uint8
+
+
+def texts_digest(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        encoded = text.encode("utf-8")
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("ST_HARDNEG_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "st_hardneg"
+    )
+    return Path(base) / "embeddings"
+
+
+class Embedder:
+    """Encodes queries and documents with a SentenceTransformer; L2-normalised float32 output.
+
+    Queries go through ``encode_query`` and documents through ``encode_document`` so the model's
+    own ``query``/``document`` prompts apply; explicit prompts override them.
+
+    Args:
+        model: A ``SentenceTransformer``.
+        batch_size: Encoding batch size.
+        query_prompt / document_prompt: Raw prompt strings (override the model's prompts).
+        query_prompt_name / document_prompt_name: Names of prompts stored in the model.
+        cache_dir: Folder for the on-disk cache; ``None`` disables it.
+        show_progress: Show tqdm progress bars while encoding.
+
+    Example::
+
+        embedder = Embedder(model, cache_dir="~/.cache/st_hardneg/embeddings")
+        doc_vectors = embedder.encode(corpus_texts, "document")
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        batch_size: int = 32,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
+        query_prompt_name: str | None = None,
+        document_prompt_name: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self.prompts = {"query": (query_prompt, query_prompt_name), "document": (document_prompt, document_prompt_name)}
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
+        self.show_progress = show_progress
+        # Last collection encoded per kind, so that subsets (widening, rescoring) need no re-encoding.
+        # Without a cache_dir nothing is fingerprinted: call forget() after changing the weights.
+        self._memory: dict[str, tuple[dict[str, int], np.ndarray, str]] = {}
+        self.stats = {"encoded": 0, "from_cache": 0, "from_memory": 0}
+        self._fingerprint: tuple[tuple, str] | None = None
+
+    @property
+    def name(self) -> str:
+        card = getattr(self.model, "model_card_data", None)
+        return getattr(card, "base_model", None) or getattr(self.model, "name_or_path", None) or type(self.model).__name__
+
+    def _resolved_prompt(self, kind: Kind) -> str:
+        prompt, prompt_name = self.prompts[kind]
+        if prompt is not None:
+            return prompt
+        prompts = getattr(self.model, "prompts", {}) or {}
+        name = prompt_name if prompt_name is not None else kind
+        if prompt_name is not None and name not in prompts:
+            raise ValueError(f"prompt name {name!r} is not among the model's prompts {sorted(prompts)}")
+        return prompts.get(name, "")
+
+    def config_key(self, kind: Kind) -> dict:
+        """Everything besides the texts that changes an embedding."""
+        return {
+            "model": self.fingerprint(),
+            "prompt": self._resolved_prompt(kind),
+            "max_seq_length": getattr(self.model, "max_seq_length", None),
+            "kind": kind,
+            "normalize": True,
+        }
+
+    def encode(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
+        """Embeddings of ``texts`` as a ``[len(texts), dim]`` float32 array, unit-normalised."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.model.get_embedding_dimension()), dtype=np.float32)
+        config = self._model_key(kind) if self.cache_dir is not None else ""
+        hit = self._memory.get(kind)
+        if hit is not None and hit[2] == config and _all_in(hit[0], texts):
+            self.stats["from_memory"] += len(texts)
+            return hit[1][[hit[0][t] for t in texts]]
+        key = None
+        if self.cache_dir is not None:
+            key = hashlib.sha256((config + texts_digest(texts)).encode()).hexdigest()
+            path = self.cache_dir / f"{key}.npy"
+            if path.is_file():
+                array = np.load(path)
+                if array.shape[0] == len(texts):
+                    self.stats["from_cache"] += len(texts)
+                    logger.info("embedding cache hit: %d %ss from %s", len(texts), kind, path)
+                    self._remember(kind, texts, array, config)
+                    return array
+                logger.warning("ignoring corrupt cache file %s (shape %s)", path, array.shape)
+        array = self._encode(texts, kind)
+        self.stats["encoded"] += len(texts)
+        if key is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.cache_dir / f".{key}.{os.getpid()}.tmp.npy"
+            np.save(tmp, array)
+            os.replace(tmp, self.cache_dir / f"{key}.npy")  # atomic: a killed run leaves no half file
+        self._remember(kind, texts, array, config)
+        return array
+
+    def _model_key(self, kind: Kind) -> str:
+        return json.dumps(self.config_key(kind), sort_keys=True)
+
+    def fingerprint(self) -> str:
+        """The model's weight fingerprint, recomputed only when a tensor was replaced or modified."""
+        # Optimiser steps modify parameters in place, which bumps each tensor's version counter.
+        token = tuple((t.data_ptr(), t._version) for t in self.model.state_dict().values())
+        if self._fingerprint is None or self._fingerprint[0] != token:
+            self._fingerprint = (token, model_fingerprint(self.model))
+        return self._fingerprint[1]
+
+    def _remember(self, kind: Kind, texts: list[str], array: np.ndarray, config: str) -> None:
+        self._memory[kind] = ({t: i for i, t in enumerate(texts)}, array, config)
+
+    def forget(self) -> None:
+        """Drop the in-memory copies (call after the model's weights change)."""
+        self._memory.clear()
+
+    def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
+        prompt, prompt_name = self.prompts[kind]
+        encode = self.model.encode_query if kind == "query" else self.model.encode_document
+        array = encode(
+            texts,
+            prompt=prompt,
+            prompt_name=prompt_name,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=self.show_progress,
+        )
+        return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _all_in(index: dict[str, int], texts: Sequence[str]) -> bool:
+    return all(t in index for t in texts)
