@@ -227,13 +227,16 @@ class _Interner:
         self.texts: list[str] = []
         self.by_id: dict[str, int] = {}
         self.by_text: dict[str, int] = {}
+        self.text_mismatches = 0
 
     def add(self, text: str | None, id_: str | None, where: str) -> int:
         if id_ is not None:
             if id_ in self.by_id:
                 index = self.by_id[id_]
                 if text is not None and text != self.texts[index]:
-                    raise DataError(f"{where}: {self.label} id {id_!r} appears with two different texts")
+                    # The id decides (the corpus entry is the positive, so it can never become a
+                    # negative); the mismatch is counted and reported, not silently merged.
+                    self.text_mismatches += 1
                 return index
             if text is None:
                 raise DataError(f"{where}: {self.label} id {id_!r} is not in the corpus and has no text")
@@ -306,6 +309,10 @@ def from_pairs(
         pairs.append((q, docs.add(positive, pos_id, f"{where}, positive")))
     if skipped:
         logger.warning("%s: skipped %d pairs without a positive", source, skipped)
+    for interner in (docs, qs):
+        if interner.text_mismatches:
+            logger.warning("%s: %d %s ids matched an entry with a different text; the id was used",
+                           source, interner.text_mismatches, interner.label)
     return MiningData(
         docs.ids, docs.texts, qs.ids, qs.texts, pairs, source,
         {"pairs_without_positive": skipped} if skipped else {},

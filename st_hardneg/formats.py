@@ -134,8 +134,8 @@ def save(result: MiningResult, path: str | os.PathLike, output_format: str, file
             dataset.to_parquet(str(target))
         else:
             dataset.to_json(str(target), lines=True, force_ascii=False)
+    # No timings here: the same inputs and seed must give a byte-identical folder.
     sidecar = provenance(result, output_format)
-    sidecar["st_hardneg"]["timings"] = result.timings
     (path / SIDECAR).write_text(json.dumps(sidecar, indent=2, sort_keys=True), encoding="utf-8")
     logger.info("saved %d rows (%s, %s) to %s", len(dataset), output_format, file_format, path)
     return dataset

@@ -13,7 +13,7 @@ import numpy as np
 from .candidates import BM25Retriever, DenseRetriever, HybridRetriever, Retriever
 from .data import DataError, MiningData, load_data
 from .embeddings import Embedder, default_cache_dir
-from .filters import PositiveAwareFilter
+from .filters import PositiveAwareFilter, normalize_text
 from .sampling import Strategy, choose, row_rng
 from .stats import MiningStats, summarize
 from .teachers import BiEncoderScorer, EnsembleScorer, Scorer, make_scorer
@@ -279,20 +279,17 @@ def mine(
             per_scorer.append((scores, result))
         still = []
         for row, i in enumerate(pending):
-            kept = []
-            for (scores, result), quota in zip(per_scorer, quotas):
-                order = np.argsort(-scores[row], kind="stable")
-                ranks = np.empty_like(order)
-                ranks[order] = np.arange(len(order))
-                keep = order[result.keep[row][order]]
-                kept.append(_Picked(indices[row][keep], scores[row][keep], ranks[keep]))
+            kept = [_kept(scores[row], result.keep[row], indices[row], ctexts) for scores, result in per_scorer]
             short = any(len(p.docs) < quota for p, quota in zip(kept, quotas))
             if short and window < limit:
                 still.append(i)
                 widened.add(i)
-            else:
-                picked[i] = kept
-                stats.short_queries += short
+                continue
+            picked[i] = kept
+            stats.short_queries += short
+            dupes = sum(int(result.keep[row].sum()) - len(p.docs) for (_, result), p in zip(per_scorer, kept))
+            if dupes:
+                stats.removed_by_rule["duplicate_negative"] = stats.removed_by_rule.get("duplicate_negative", 0) + dupes
         # Count rules on the final pass of each query only, so widening does not double count.
         done = [row for row, i in enumerate(pending) if i in picked]
         for _, result in per_scorer:
@@ -355,6 +352,22 @@ def mine(
         logger.warning("%d of %d rows got fewer than %d negatives (window up to %d); see stats.short_rows",
                        stats.short_rows, len(row_pairs), num_negatives, limit)
     return result
+
+
+def _kept(scores: np.ndarray, keep: np.ndarray, docs: np.ndarray, corpus: Sequence[str]) -> _Picked:
+    """One query's kept candidates, best first, without two negatives of the same normalised text."""
+    order = np.argsort(-scores, kind="stable")
+    ranks = np.empty_like(order)
+    ranks[order] = np.arange(len(order))
+    seen: set[str] = set()
+    chosen = []
+    for j in order[keep[order]]:
+        key = normalize_text(corpus[docs[j]])
+        if key not in seen:  # corpora repeat documents; one row should not carry the same text twice
+            seen.add(key)
+            chosen.append(j)
+    at = np.array(chosen, dtype=np.int64)
+    return _Picked(docs[at], scores[at], ranks[at])
 
 
 def _duplicate_similarity(embedder: Embedder, filter: PositiveAwareFilter, indices: np.ndarray, valid: np.ndarray,

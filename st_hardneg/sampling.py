@@ -66,10 +66,9 @@ def choose(
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         logits = scores[first:window] / temperature
-        probs = np.exp(logits - logits.max())
-        # A floor keeps every pool member drawable: rng.choice refuses fewer non-zero p than draws.
-        probs = np.maximum(probs / probs.sum(), 1e-12)
-        probs /= probs.sum()
-        drawn = rng.choice(np.arange(first, window), size=n - first, replace=False, p=probs)
+        # Gumbel-top-k: the n largest of logits + Gumbel noise are an exact draw without replacement
+        # from softmax(logits), with no underflow when the temperature is low.
+        keys = logits + rng.gumbel(size=len(logits))
+        drawn = first + np.argsort(-keys, kind="stable")[: n - first]
         picked = np.concatenate([np.arange(first), drawn])
     return np.sort(picked).astype(np.int64)

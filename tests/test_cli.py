@@ -1,0 +1,47 @@
+"""The ``st-hardneg`` command end to end on the embedded SciFact sample."""
+
+import json
+import subprocess
+import sys
+
+import datasets
+import pytest
+
+from st_hardneg.cli import build_parser, main
+
+
+def test_mine_end_to_end_on_the_embedded_sample(tmp_path):
+    out = tmp_path / "mined"
+    cmd = [sys.executable, "-m", "st_hardneg.cli", "mine", "--output", str(out), "--max-seq-length", "64",
+           "--cache-dir", str(tmp_path / "cache"), "--quiet", "--stats-json", str(tmp_path / "stats.json")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "rows in / out" in proc.stdout and "removed by perc_pos" in proc.stdout
+    ds = datasets.load_from_disk(str(out))
+    assert ds.column_names == ["anchor", "positive", "negative_1", "negative_2", "negative_3", "negative_4"]
+    sidecar = json.loads((out / "st_hardneg.json").read_text())["st_hardneg"]
+    assert sidecar["config"]["filter"]["rule"] == "TopK-PercPos(0.95)"
+    assert sidecar["config"]["data"]["source"].endswith("scifact_sample#train")
+    assert len(ds) == sidecar["stats"]["output_rows"] == json.loads((tmp_path / "stats.json").read_text())["output_rows"]
+    assert json.loads(ds.info.description)["st_hardneg"]["config"]["seed"] == 42  # provenance inside the dataset
+
+
+def test_bad_input_is_a_clear_error(tmp_path, capsys):
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text('{"_id": "1", "text": "a"}\n{"_id": "2", "text": "b"\n')
+    (folder / "queries.jsonl").write_text('{"_id": "q", "text": "x"}\n')
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq\t1\t1\n")
+    assert main(["mine", "--data", str(folder), "--output", str(tmp_path / "o"), "--quiet"]) == 1
+    assert f"{folder / 'corpus.jsonl'}:2: malformed JSON" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_every_flag_is_explained():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            assert action.help, f"{name} {action.option_strings} has no help"
+    with pytest.raises(SystemExit):
+        main(["mine", "--sampling", "best"])

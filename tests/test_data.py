@@ -1,0 +1,125 @@
+"""Loading inputs: real BEIR data, pairs, datasets; every bad input names its file and line or field."""
+
+import json
+
+import datasets
+import pytest
+
+from st_hardneg.data import DataError, from_dataset, from_pairs, load_beir, load_data
+
+
+def test_scifact_train_loads_with_crlf_qrels(scifact, shared_data):
+    raw = (shared_data / "scifact" / "qrels" / "train.tsv").read_bytes()
+    assert b"\r\n" in raw  # the test is meaningful only on CRLF input
+    assert len(scifact.corpus_ids) == 5183
+    assert len(scifact.query_ids) == 809 and len(scifact.pairs) == 919
+    assert not any(d.endswith("\r") for d in scifact.corpus_ids)
+    by_query = scifact.positives_by_query()
+    assert max(len(v) for v in by_query.values()) > 1  # several positives per query exist
+
+
+def write_beir(tmp_path, corpus, queries, qrels):
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "corpus.jsonl").write_text("\n".join(corpus) + "\n")
+    (tmp_path / "queries.jsonl").write_text("\n".join(queries) + "\n")
+    (tmp_path / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\r\n" + "".join(q + "\r\n" for q in qrels))
+    return tmp_path
+
+
+GOOD_CORPUS = ['{"_id": "d1", "title": "T", "text": "one"}', '{"_id": "d2", "text": "two"}', '{"_id": "d3", "text": "three"}']
+GOOD_QUERIES = ['{"_id": "q1", "text": "first"}', '{"_id": "q2", "text": "second"}']
+
+
+def test_small_beir_folder(tmp_path):
+    data = load_beir(write_beir(tmp_path, GOOD_CORPUS, GOOD_QUERIES, ["q1\td1\t1", "q1\td2\t1", "q2\td3\t0"]))
+    assert data.corpus_texts[0] == "T one"
+    assert data.query_ids == ["q1"] and data.pairs == [(0, 0), (0, 1)]
+    assert data.skipped == {"queries_without_positives": 1}
+
+
+@pytest.mark.parametrize(
+    "corpus, queries, qrels, message",
+    [
+        (GOOD_CORPUS[:1] + ['{"_id": "d2", "text": '], GOOD_QUERIES, ["q1\td1\t1"], r"corpus.jsonl:2: malformed JSON"),
+        (GOOD_CORPUS + ['{"text": "no id"}'], GOOD_QUERIES, ["q1\td1\t1"], r"corpus.jsonl:4: missing field '_id'"),
+        (GOOD_CORPUS + ['{"_id": "d1", "text": "again"}'], GOOD_QUERIES, ["q1\td1\t1"], r"corpus.jsonl:4: duplicate id 'd1' \(first seen on line 1\)"),
+        (GOOD_CORPUS + ['{"_id": "d9", "text": "  "}'], GOOD_QUERIES, ["q1\td1\t1"], r"corpus.jsonl:4: field 'text': the text is empty"),
+        (GOOD_CORPUS, GOOD_QUERIES + ['{"_id": "q3", "text": 5}'], ["q1\td1\t1"], r"queries.jsonl:3: field 'text' must be a string"),
+        (GOOD_CORPUS, GOOD_QUERIES, ["q1\td1\t1", "q1\tnope\t1"], r"train.tsv:3: corpus id 'nope' is not in"),
+        (GOOD_CORPUS, GOOD_QUERIES, ["q9\td1\t1"], r"train.tsv:2: query id 'q9' is not in"),
+        (GOOD_CORPUS, GOOD_QUERIES, ["q1\td1"], r"train.tsv:2: expected 3 tab-separated columns"),
+        (GOOD_CORPUS, GOOD_QUERIES, ["q1\td1\thigh"], r"train.tsv:2: score 'high' is not a number"),
+    ],
+)
+def test_bad_beir_input_names_file_and_line(tmp_path, corpus, queries, qrels, message):
+    folder = write_beir(tmp_path, corpus, queries, qrels)
+    with pytest.raises(DataError, match=message):
+        load_beir(folder)
+
+
+def test_query_without_positive_can_be_an_error(tmp_path):
+    folder = write_beir(tmp_path, GOOD_CORPUS, GOOD_QUERIES, ["q1\td1\t1", "q2\td3\t0"])
+    with pytest.raises(DataError, match=r"train.tsv:3: query 'q2' has no judgment with score > 0"):
+        load_beir(folder, missing_positives="error")
+
+
+def test_missing_split_lists_the_available_ones(tmp_path):
+    folder = write_beir(tmp_path, GOOD_CORPUS, GOOD_QUERIES, ["q1\td1\t1"])
+    with pytest.raises(DataError, match=r"test.tsv: file not found .*\['train'\]"):
+        load_beir(folder, "test")
+
+
+def test_pairs_share_ids_by_text_and_add_positives_to_corpus():
+    data = from_pairs(["q", "q", "r"], ["p1", "p2", "p1"], corpus=["c1", "p1", "c1"])
+    assert data.corpus_texts == ["c1", "p1", "p2"]  # de-duplicated, missing positive appended
+    assert data.positives_by_query() == {0: [1, 2], 1: [1]}
+
+
+def test_pairs_match_positives_by_id_not_text(caplog):
+    data = from_pairs(["q"], ["P one (reformatted)"], corpus=["P one", "other"], corpus_ids=["a", "b"], positive_ids=["a"])
+    assert data.pairs == [(0, 0)] and data.corpus_texts == ["P one", "other"]
+    assert "1 corpus ids matched an entry with a different text" in caplog.text
+
+
+def test_positive_by_id_only():
+    data = from_pairs(["q"], [None], corpus=["P one", "other"], corpus_ids=["a", "b"], positive_ids=["a"])
+    assert data.pairs == [(0, 0)]
+
+
+@pytest.mark.parametrize(
+    "queries, positives, kwargs, message",
+    [
+        (["q", 3], ["p", "p"], {}, r"row 1, query: expected a string, got int"),
+        (["q", ""], ["p", "p"], {}, r"row 1, query: the text is empty"),
+        (["q"], [["p"]], {}, r"row 0, positive: expected a string, got list"),
+        (["q", "r"], ["p", None], {"missing_positives": "error"}, r"row 1: the positive is missing"),
+        (["q"], ["p"], {"corpus": ["a", "a"], "corpus_ids": ["x", "x"]}, r"corpus\[1\]: duplicate corpus id 'x'"),
+        (["q"], ["p", "p"], {}, r"1 queries but 2 positives"),
+    ],
+)
+def test_bad_pairs(queries, positives, kwargs, message):
+    with pytest.raises(DataError, match=message):
+        from_pairs(queries, positives, **kwargs)
+
+
+def test_pairs_without_positive_are_skipped_and_counted():
+    data = from_pairs(["q", "r", "s"], ["p", None, " "])
+    assert data.pairs == [(0, 0)] and data.skipped == {"pairs_without_positive": 2}
+
+
+def test_dataset_columns_and_errors():
+    ds = datasets.Dataset.from_dict({"query": ["a", "b"], "answer": ["x", "y"], "query_id": ["1", "2"]})
+    data = from_dataset(ds)
+    assert data.query_ids == ["1", "2"] and data.corpus_texts == ["x", "y"]
+    with pytest.raises(DataError, match=r"no positive column 'missing'"):
+        from_dataset(ds, positive_column="missing")
+
+
+def test_load_data_from_jsonl_file(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps({"anchor": f"q{i}", "positive": f"p{i}"}) for i in range(3)))
+    assert len(load_data(path).pairs) == 3
+    with pytest.raises(DataError, match="unsupported file type"):
+        load_data(tmp_path / "x.xml" if (tmp_path / "x.xml").write_text("<a/>") else None)
+    with pytest.raises(DataError, match="not a BEIR folder"):
+        load_data(tmp_path / "absent")

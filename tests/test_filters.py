@@ -1,0 +1,101 @@
+"""PositiveAwareFilter on hand-made scores: every rule, exact expected picks and counts."""
+
+import numpy as np
+import pytest
+
+from st_hardneg.filters import PositiveAwareFilter, normalize_text
+
+SCORES = np.array([0.90, 0.85, 0.80, 0.60, 0.30])
+
+
+def keep(flt, scores=SCORES, pos=0.88, **kw):
+    return flt(scores, pos, **kw).keep.tolist()
+
+
+def test_perc_pos_keeps_below_95_percent_of_positive():
+    result = PositiveAwareFilter(perc=0.95)(SCORES, 0.88)  # threshold 0.836
+    assert result.keep.tolist() == [False, False, True, True, True]
+    assert result.removed == {"perc_pos": 2}
+
+
+def test_margin_pos():
+    assert keep(PositiveAwareFilter(perc=None, margin=0.1)) == [False, False, False, True, True]  # < 0.78
+
+
+def test_abs_and_min_score():
+    assert keep(PositiveAwareFilter(perc=None, max_score=0.7)) == [False, False, False, True, True]
+    result = PositiveAwareFilter(perc=None, min_score=0.5)(SCORES, 0.88)
+    assert result.keep.tolist() == [True, True, True, True, False]
+    assert result.removed == {"min_score": 1}
+
+
+def test_rules_combine():
+    flt = PositiveAwareFilter(perc=0.95, min_score=0.5)
+    assert keep(flt) == [False, False, True, True, False]
+
+
+def test_several_positives_use_the_lowest():
+    # Lowest positive 0.70: PercPos threshold 0.665.
+    assert keep(PositiveAwareFilter(perc=0.95), pos=[0.88, 0.70]) == [False, False, False, True, True]
+
+
+def test_negative_positive_score_stays_below_the_positive():
+    # threshold = -0.2 - 0.2 * 0.05 = -0.21; (1 - margin) * pos would wrongly give -0.19.
+    assert keep(PositiveAwareFilter(perc=0.95), np.array([-0.1, -0.205, -0.3]), pos=-0.2) == [False, False, True]
+
+
+def test_skip_top_is_order_independent_and_after_positives():
+    shuffled = np.array([0.60, 0.90, 0.30, 0.85, 0.80])
+    assert keep(PositiveAwareFilter(perc=None, skip_top=2), shuffled) == [True, False, True, False, True]
+    ids = np.array([13, 10, 14, 11, 12])
+    result = PositiveAwareFilter(perc=None, skip_top=1)(shuffled, 0.88, candidate_ids=ids, positive_ids={10})
+    assert result.keep.tolist() == [True, False, True, False, True]
+    assert result.removed == {"positive_id": 1, "skip_top": 1}
+
+
+def test_positive_ids_removed_and_counted_first():
+    result = PositiveAwareFilter(perc=0.95)(SCORES, 0.88, candidate_ids=[7, 8, 9, 10, 11], positive_ids=[7, 10])
+    assert result.keep.tolist() == [False, False, True, False, True]
+    # 0.90 is a positive *and* above the threshold: counted once, under the first rule.
+    assert result.removed == {"positive_id": 2, "perc_pos": 1}
+
+
+def test_near_duplicates_by_text_and_by_similarity():
+    flt = PositiveAwareFilter(perc=None, duplicate_threshold=0.98)
+    result = flt(
+        np.array([0.5, 0.5, 0.5, 0.5]), 0.9,
+        candidate_texts=["The Cat sat.", "the  cat sat", "A dog.", "Another dog"],
+        positive_texts=["THE CAT SAT"],
+        duplicate_similarity=np.array([0.1, 0.1, 0.99, 0.2]),
+    )
+    assert result.keep.tolist() == [False, False, False, True]
+    assert result.removed == {"duplicate_text": 2, "duplicate_score": 1}
+    assert normalize_text("Café, au-lait!") == normalize_text("cafe au lait")
+
+
+def test_batch_matches_rows_and_respects_padding():
+    flt = PositiveAwareFilter(perc=0.95, skip_top=1)
+    scores = np.array([[0.9, 0.5, 0.4, -np.inf], [0.2, 0.7, 0.1, 0.6]])
+    valid = np.isfinite(scores)
+    batch = flt(scores, [0.8, 0.75], valid=valid)
+    for i, pos in enumerate([0.8, 0.75]):
+        assert batch.keep[i].tolist() == flt(scores[i], pos, valid=valid[i]).keep.tolist()
+    assert batch.keep.tolist() == [[False, True, True, False], [True, False, True, True]]
+    assert batch.removed_in([1]) == {"skip_top": 1}
+
+
+def test_nan_scores_are_an_error():
+    with pytest.raises(ValueError, match="NaN"):
+        PositiveAwareFilter()(np.array([0.1, np.nan]), 0.5)
+    with pytest.raises(ValueError, match="NaN"):
+        PositiveAwareFilter()(np.array([0.1, 0.2]), float("nan"))
+
+
+@pytest.mark.parametrize("kwargs", [{"perc": 0}, {"margin": -1}, {"skip_top": -1}, {"min_score": 0.9, "max_score": 0.1}])
+def test_invalid_settings(kwargs):
+    with pytest.raises(ValueError):
+        PositiveAwareFilter(**kwargs)
+
+
+def test_description_names_the_rules():
+    assert PositiveAwareFilter(perc=0.95, skip_top=3).description == "TopK-PercPos(0.95) + shifted(3)"
