@@ -44,7 +44,7 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # re-exports for type checkers and IDEs; the runtime path is __getattr__
     from .candidates import BM25Retriever, DenseRetriever, HybridRetriever, Retriever
     from .data import DataError, MiningData, from_pairs, load_beir, load_data
     from .embeddings import Embedder

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
-from .candidates import BM25Retriever, DenseRetriever, HybridRetriever, Retriever
+from .candidates import Retriever
 from .data import DataError, MiningData, load_data
 from .embeddings import Embedder, default_cache_dir
-from .filters import PositiveAwareFilter, normalize_text
+from .filters import PositiveAwareFilter
+from .pools import build_pools, build_retriever, make_scorers
 from .sampling import Strategy, choose, row_rng
 from .stats import MiningStats, summarize
-from .teachers import BiEncoderScorer, EnsembleScorer, Scorer, make_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +36,6 @@ def load_model(model: Any = None, max_seq_length: int | None = None) -> Any:
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
     return model
-
-
-@dataclass
-class _Picked:
-    """The kept candidates of one query under one scorer, best first."""
-
-    docs: np.ndarray
-    scores: np.ndarray
-    ranks: np.ndarray
 
 
 @dataclass
@@ -89,30 +79,6 @@ class MiningResult:
     def __str__(self) -> str:
         timing = "  ".join(f"{k} {v:.1f}s" for k, v in self.timings.items())
         return f"{self.stats.table()}\n\ntime: {timing}" if timing else self.stats.table()
-
-
-def build_retriever(
-    retriever: str | Retriever,
-    embedder: Embedder,
-    *,
-    index: str = "flat",
-    bm25_backend: str = "bm25s",
-    fusion: str = "rrf",
-    show_progress: bool = True,
-) -> Retriever:
-    """A retriever from a name (``dense``, ``bm25``, ``hybrid``) or an instance."""
-    if not isinstance(retriever, str):
-        return retriever
-    if retriever == "dense":
-        return DenseRetriever(embedder, index=index)  # type: ignore[arg-type]
-    if retriever == "bm25":
-        return BM25Retriever(bm25_backend, show_progress=show_progress)  # type: ignore[arg-type]
-    if retriever == "hybrid":
-        return HybridRetriever(
-            [BM25Retriever(bm25_backend, show_progress=show_progress), DenseRetriever(embedder, index=index)],  # type: ignore[arg-type]
-            fusion=fusion,  # type: ignore[arg-type]
-        )
-    raise ValueError(f"unknown retriever {retriever!r}; use 'dense', 'bm25', 'hybrid' or a Retriever")
 
 
 def _versions() -> dict[str, str]:
@@ -232,11 +198,8 @@ def mine(
                         cache_dir=cache, show_progress=show_progress)
     source = build_retriever(retriever, embedder, index=index, bm25_backend=bm25_backend, fusion=fusion,
                              show_progress=show_progress)
-    teachers = teacher if isinstance(teacher, (list, tuple)) else ([] if teacher is None else [teacher])
-    made = [make_scorer(t, batch_size=batch_size, cache_dir=cache, show_progress=show_progress) for t in teachers]
-    scorers: list[Scorer] = made or [BiEncoderScorer(embedder)]
-    if len(scorers) > 1 and ensemble == "mean":
-        scorers = [EnsembleScorer(scorers)]
+    scorers = make_scorers(teacher, embedder, ensemble=ensemble, batch_size=batch_size, cache_dir=cache,
+                           show_progress=show_progress)
     quotas = [num_negatives // len(scorers) + (i < num_negatives % len(scorers)) for i in range(len(scorers))]
     timings["load"] = time.perf_counter() - clock
 
@@ -245,73 +208,20 @@ def mine(
     timings["index"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    query_order = sorted(positives)
-    qtexts = mining_data.query_texts
-    ctexts = mining_data.corpus_texts
-    pos_docs = [[ctexts[d] for d in positives[q]] for q in query_order]
-    pos_scores = [s.score([qtexts[q] for q in query_order], pos_docs) for s in scorers]
-    picked: dict[int, list[_Picked]] = {}
     stats = MiningStats(input_rows=len(mining_data.pairs) + sum(mining_data.skipped.values()),
-                        queries=len(query_order), num_negatives=num_negatives, skipped=dict(mining_data.skipped))
-    limit = min(max(max_candidates, candidates), corpus_size)
-    window = min(candidates + most_positives, corpus_size)
-    pending = list(range(len(query_order)))
-    widened: set[int] = set()
-    while pending:
-        queries = [query_order[i] for i in pending]
-        indices, _ = source.search([qtexts[q] for q in queries], window)
-        valid = indices >= 0
-        cand_texts = [[ctexts[d] for d in row[ok]] for row, ok in zip(indices, valid)]
-        dup_sim = _duplicate_similarity(embedder, filter, indices, valid, [positives[q] for q in queries], ctexts)
-        per_scorer: list[tuple[np.ndarray, Any]] = []
-        for s_i, scorer in enumerate(scorers):
-            flat = scorer.score([qtexts[q] for q in queries], cand_texts)
-            scores = np.full(indices.shape, -np.inf, dtype=np.float32)
-            for row, values in enumerate(flat):
-                scores[row, valid[row]] = values
-            result = filter(
-                scores, [pos_scores[s_i][i] for i in pending],
-                candidate_ids=indices, positive_ids=[positives[q] for q in queries],
-                duplicate_similarity=dup_sim, valid=valid,
-                candidate_texts=[[ctexts[d] if d >= 0 else None for d in row] for row in indices],
-                positive_texts=[[ctexts[d] for d in positives[q]] for q in queries],
-            )
-            per_scorer.append((scores, result))
-        still = []
-        for row, i in enumerate(pending):
-            kept = [_kept(scores[row], result.keep[row], indices[row], ctexts) for scores, result in per_scorer]
-            short = any(len(p.docs) < quota for p, quota in zip(kept, quotas))
-            if short and window < limit:
-                still.append(i)
-                widened.add(i)
-                continue
-            picked[i] = kept
-            stats.short_queries += short
-            dupes = sum(int(result.keep[row].sum()) - len(p.docs) for (_, result), p in zip(per_scorer, kept))
-            if dupes:
-                stats.removed_by_rule["duplicate_negative"] = stats.removed_by_rule.get("duplicate_negative", 0) + dupes
-        # Count rules on the final pass of each query only, so widening does not double count.
-        done = [row for row, i in enumerate(pending) if i in picked]
-        for _, result in per_scorer:
-            stats.candidates_scored += int(valid[done].sum())
-            for rule, count in result.removed_in(done).items():
-                stats.removed_by_rule[rule] = stats.removed_by_rule.get(rule, 0) + count
-        stats.max_window = window
-        pending = still
-        if pending:
-            window = min(window * 2, limit)
-            logger.info("widening the candidate window to %d for %d queries", window, len(pending))
-    stats.widened_queries = len(widened)
+                        queries=len(positives), num_negatives=num_negatives, skipped=dict(mining_data.skipped))
+    pools = build_pools(mining_data, source, scorers, filter, embedder, want=quotas, candidates=candidates,
+                        max_candidates=max_candidates, stats=stats)
     timings["candidates+scoring"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    position = {q: i for i, q in enumerate(query_order)}
+    position = {q: i for i, q in enumerate(pools.query_order)}
     row_pairs, negatives, neg_scores, neg_ranks, row_pos_scores = [], [], [], [], []
     for row, (q, d) in enumerate(mining_data.pairs):
         i = position[q]
         rng = row_rng(seed, row)
         chosen: list[list[tuple[int, float, int]]] = []
-        for p, quota in zip(picked[i], quotas):
+        for p, quota in zip(pools.kept[i], quotas):
             at = choose(p.scores, quota, sampling, pool=sample_pool, temperature=temperature, rng=rng)
             chosen.append([(int(p.docs[j]), float(p.scores[j]), int(p.ranks[j])) for j in at])
         merged = [c[j] for j in range(max(quotas)) for c in chosen if j < len(c)]  # round-robin over teachers
@@ -320,7 +230,7 @@ def mine(
         neg_scores.append([m[1] for m in merged])
         neg_ranks.append([m[2] for m in merged])
         k = positives[q].index(d)
-        row_pos_scores.append(float(np.mean([ps[i][k] for ps in pos_scores])))
+        row_pos_scores.append(float(np.mean([ps[i][k] for ps in pools.positive_scores])))
         stats.short_rows += len(merged) < num_negatives
     timings["sampling"] = time.perf_counter() - clock
 
@@ -337,7 +247,7 @@ def mine(
                   "document_prompt": embedder._resolved_prompt("document")},
         "retriever": source.name,
         "teachers": [s.name for s in scorers],
-        "ensemble": ensemble if len(teachers) > 1 else None,
+        "ensemble": ensemble if isinstance(teacher, (list, tuple)) and len(teacher) > 1 else None,
         "filter": {**filter.to_dict(), "rule": filter.description},
         "num_negatives": num_negatives, "candidates": candidates, "max_candidates": max_candidates,
         "sampling": {"strategy": sampling, "pool": sample_pool, "temperature": temperature},
@@ -350,37 +260,7 @@ def mine(
     stats.output_rows, stats.dropped_rows = count_output_rows(result, output_format)
     if stats.short_rows:
         logger.warning("%d of %d rows got fewer than %d negatives (window up to %d); see stats.short_rows",
-                       stats.short_rows, len(row_pairs), num_negatives, limit)
+                       stats.short_rows, len(row_pairs), num_negatives, stats.max_window)
     return result
 
 
-def _kept(scores: np.ndarray, keep: np.ndarray, docs: np.ndarray, corpus: Sequence[str]) -> _Picked:
-    """One query's kept candidates, best first, without two negatives of the same normalised text."""
-    order = np.argsort(-scores, kind="stable")
-    ranks = np.empty_like(order)
-    ranks[order] = np.arange(len(order))
-    seen: set[str] = set()
-    chosen = []
-    for j in order[keep[order]]:
-        key = normalize_text(corpus[docs[j]])
-        if key not in seen:  # corpora repeat documents; one row should not carry the same text twice
-            seen.add(key)
-            chosen.append(j)
-    at = np.array(chosen, dtype=np.int64)
-    return _Picked(docs[at], scores[at], ranks[at])
-
-
-def _duplicate_similarity(embedder: Embedder, filter: PositiveAwareFilter, indices: np.ndarray, valid: np.ndarray,
-                          positive_docs: Sequence[list[int]], corpus: Sequence[str]) -> np.ndarray | None:
-    """Each candidate's highest cosine (under the mining model) to any positive of its query."""
-    if filter.duplicate_threshold is None:
-        return None
-    needed = sorted({int(d) for d in indices[valid]} | {d for docs in positive_docs for d in docs})
-    emb = embedder.encode([corpus[d] for d in needed], "document")
-    where = {d: i for i, d in enumerate(needed)}
-    out = np.full(indices.shape, -np.inf, dtype=np.float32)
-    for row, (cands, ok) in enumerate(zip(indices, valid)):
-        c = emb[[where[int(d)] for d in cands[ok]]]
-        p = emb[[where[d] for d in positive_docs[row]]]
-        out[row, ok] = (c @ p.T).max(axis=1)
-    return out
