@@ -40,11 +40,13 @@ _EXPORTS = {
     "load_mined": "formats",
     "resolve_ids": "formats",
     "sample_data_path": "sample",
+    "MiningDataCollator": "collator",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # re-exports for type checkers and IDEs; the runtime path is __getattr__
+    from .collator import MiningDataCollator
     from .candidates import BM25Retriever, DenseRetriever, HybridRetriever, Retriever
     from .data import DataError, MiningData, from_pairs, load_beir, load_data
     from .embeddings import Embedder

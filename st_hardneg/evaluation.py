@@ -1,0 +1,91 @@
+"""Retrieval evaluation with per-query numbers, and a paired significance test.
+
+:class:`PerQueryIREvaluator` is sentence-transformers' ``InformationRetrievalEvaluator`` that also
+keeps each query's nDCG@k and Recall@k, computed from the very same ranking, so two models can be
+compared query by query with :func:`paired_permutation_test`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+from .data import load_beir
+
+
+class PerQueryIREvaluator(InformationRetrievalEvaluator):
+    """``InformationRetrievalEvaluator`` that also stores per-query nDCG@10 and Recall@100.
+
+    After a call, ``per_query[score_function]`` maps ``"ndcg@10"`` and ``"recall@100"`` to arrays
+    aligned with ``queries_ids``. Relevance is binary, as in the parent class.
+
+    Example::
+
+        evaluator = PerQueryIREvaluator.from_beir("../shared/data/scifact", "test")
+        metrics = evaluator(model)
+        evaluator.per_query["cosine"]["ndcg@10"]
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("ndcg_at_k", [10])
+        kwargs.setdefault("precision_recall_at_k", [1, 10, 100])
+        kwargs.setdefault("write_csv", False)
+        super().__init__(*args, **kwargs)
+        self.per_query: dict[str, dict[str, np.ndarray]] = {}
+        self._current: list[dict[str, np.ndarray]] = []
+
+    @classmethod
+    def from_beir(cls, folder: str | os.PathLike, split: str = "test", *, max_queries: int | None = None,
+                  **kwargs: Any) -> PerQueryIREvaluator:
+        """An evaluator over a BEIR folder's split (the whole corpus; the first ``max_queries`` queries)."""
+        data = load_beir(folder, split)
+        queries = sorted(data.positives_by_query())[:max_queries]
+        positives = data.positives_by_query()
+        return cls(
+            queries={data.query_ids[q]: data.query_texts[q] for q in queries},
+            corpus=dict(zip(data.corpus_ids, data.corpus_texts)),
+            relevant_docs={data.query_ids[q]: {data.corpus_ids[d] for d in positives[q]} for q in queries},
+            name=kwargs.pop("name", os.path.basename(os.path.normpath(folder)) + f"-{split}"),
+            **kwargs,
+        )
+
+    def compute_metrics(self, queries_result_list: list[object]) -> dict:
+        ndcg, recall = [], []
+        for query_id, hits in zip(self.queries_ids, queries_result_list):
+            relevant = self.relevant_docs[query_id]
+            ranked = [h["corpus_id"] for h in sorted(hits, key=lambda x: (-x["score"], x["corpus_id"]))]
+            gains = [1.0 if doc in relevant else 0.0 for doc in ranked[:10]]
+            dcg = sum(g / math.log2(i + 2) for i, g in enumerate(gains))
+            ideal = sum(1.0 / math.log2(i + 2) for i in range(min(10, len(relevant))))
+            ndcg.append(dcg / ideal)
+            recall.append(len(relevant & set(ranked[:100])) / len(relevant))
+        self._current.append({"ndcg@10": np.array(ndcg), "recall@100": np.array(recall)})
+        return super().compute_metrics(queries_result_list)
+
+    def compute_all_metrics(self, *args: Any, **kwargs: Any) -> dict:
+        self._current = []
+        scores = super().compute_all_metrics(*args, **kwargs)
+        # compute_metrics runs once per score function, in score_functions order.
+        self.per_query = dict(zip(self.score_functions, self._current))
+        return scores
+
+    compute_metrices = compute_all_metrics
+
+
+def paired_permutation_test(a: np.ndarray, b: np.ndarray, *, permutations: int = 10000, seed: int = 0) -> float:
+    """Two-sided p-value that the mean of ``a - b`` is 0 (sign-flip permutation test, paired by query).
+
+    Makes no normality assumption, which matters for bounded, skewed metrics such as nDCG@10.
+    """
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if diff.size == 0:
+        raise ValueError("no paired values to test")
+    observed = abs(diff.mean())
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], size=(permutations, diff.size))
+    null = np.abs((signs * diff).mean(axis=1))
+    return float((1 + np.count_nonzero(null >= observed - 1e-12)) / (permutations + 1))
