@@ -41,12 +41,17 @@ _EXPORTS = {
     "resolve_ids": "formats",
     "sample_data_path": "sample",
     "MiningDataCollator": "collator",
+    "ECICallback": "callbacks",
+    "eci_score": "eci",
+    "ECIResult": "eci",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # re-exports for type checkers and IDEs; the runtime path is __getattr__
+    from .callbacks import ECICallback
     from .collator import MiningDataCollator
+    from .eci import ECIResult, eci_score
     from .candidates import BM25Retriever, DenseRetriever, HybridRetriever, Retriever
     from .data import DataError, MiningData, from_pairs, load_beir, load_data
     from .embeddings import Embedder

@@ -127,6 +127,58 @@ def _run_mine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_eci(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eci",
+        help="score and rank mined datasets by ECI before training",
+        description=(
+            "Effective Contrastive Information (our formulation of Sinha et al., arXiv 2603.20990): capacity "
+            "log(1 + safe negatives) times the harmonic mean of hardness and safety, averaged over queries, "
+            "under one fixed scorer. Ranks the datasets, the recommended one first."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("datasets", nargs="+", help="folders written by `st-hardneg mine` or datasets.save_to_disk")
+    p.add_argument("--scorer", default=None,
+                   help="model scoring every set (bi-encoder: cosine clipped at 0; cross-encoder: sigmoid); "
+                        "default all-MiniLM-L6-v2")
+    p.add_argument("--scorer-type", choices=["auto", "bi-encoder", "cross-encoder"], default="auto",
+                   help="how to load --scorer")
+    p.add_argument("--alpha", type=float, default=0.95, help="a negative is safe below alpha x positive score")
+    p.add_argument("--max-rows", type=int, default=None, help="score only the first N rows of each set")
+    p.add_argument("--json", default=None, help="also write the results as JSON to this file")
+    p.set_defaults(func=_run_eci)
+
+
+def _run_eci(args: argparse.Namespace) -> int:
+    import datasets
+
+    from .eci import eci_score
+    from .mining import default_model_path
+    from .teachers import load_teacher, make_scorer
+
+    scorer = make_scorer(load_teacher(args.scorer or default_model_path(), args.scorer_type), show_progress=False)
+    results = []
+    for path in args.datasets:
+        try:
+            dataset = datasets.load_from_disk(path)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{path}: not a saved dataset ({exc})") from None
+        results.append(eci_score(dataset, scorer, alpha=args.alpha, max_rows=args.max_rows, name=path))
+    results.sort(key=lambda r: -r.eci)
+    header = f"{'rank':<5}{'dataset':<40}{'ECI':>8}{'capacity':>10}{'hardness':>10}{'safety':>8}{'S=0':>7}"
+    print(f"scorer: {scorer.name}; alpha {args.alpha}\n{header}")
+    for i, r in enumerate(results, start=1):
+        c = r.components
+        mark = "  <- recommended" if i == 1 and len(results) > 1 else ""
+        print(f"{i:<5}{r.name[-39:]:<40}{r.eci:>8.4f}{c['capacity']:>10.4f}{c['hardness']:>10.4f}"
+              f"{c['safety']:>8.3f}{r.unsafe_share:>7.1%}{mark}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump([{"dataset": r.name, **r.to_dict()} for r in results], handle, indent=2)
+    return 0
+
+
 def _run_env(args: argparse.Namespace) -> int:
     import platform
 
@@ -145,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     _add_mine(sub)
+    _add_eci(sub)
     env = sub.add_parser("env", help="print versions of st-hardneg and its dependencies (for bug reports)")
     env.set_defaults(func=_run_env)
     return parser

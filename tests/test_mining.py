@@ -96,7 +96,7 @@ def test_same_seed_same_bytes_other_seed_other_negatives(scifact_slice, model, c
     assert a["negative_1"] != c["negative_1"] or a["negative_2"] != c["negative_2"]
 
 
-def test_layouts(scifact_slice, model, cache_dir):
+def test_layouts(scifact_slice, model, cache_dir, tmp_path):
     result = mine(slice_data(scifact_slice, 10, 600), model, num_negatives=2, cache_dir=cache_dir,
                   show_progress=False)
     n = len(result.negatives)
@@ -117,6 +117,15 @@ def test_layouts(scifact_slice, model, cache_dir):
     resolved = resolve_ids(result.to_dataset("ids"), dict(zip(data.corpus_ids, data.corpus_texts)),
                            dict(zip(data.query_ids, data.query_texts)))
     assert resolved.to_dict() == result.to_dataset("n-tuple").to_dict()
+    from st_hardneg import load_mined
+
+    for file_format in ("arrow", "parquet", "jsonl"):
+        result.save(tmp_path / file_format, "n-tuple-scores", file_format)
+        loaded, record = load_mined(tmp_path / file_format)
+        assert loaded.to_dict() == result.to_dataset("n-tuple-scores").to_dict(), file_format
+        assert record["config"]["num_negatives"] == 2 and record["format"] == "n-tuple-scores"
+    with pytest.raises(FileNotFoundError, match="not written by st-hardneg"):
+        load_mined(tmp_path)
 
 
 def test_cross_encoder_teacher_is_always_used_and_sigmoid_normalised(scifact_slice, model, cache_dir):
