@@ -44,6 +44,9 @@ _EXPORTS = {
     "ECICallback": "callbacks",
     "eci_score": "eci",
     "ECIResult": "eci",
+    "push_dataset": "hub",
+    "push_model": "hub",
+    "HubPushError": "hub",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -52,6 +55,7 @@ if TYPE_CHECKING:  # re-exports for type checkers and IDEs; the runtime path is 
     from .callbacks import ECICallback
     from .collator import MiningDataCollator
     from .eci import ECIResult, eci_score
+    from .hub import HubPushError, push_dataset, push_model
     from .candidates import BM25Retriever, DenseRetriever, HybridRetriever, Retriever
     from .data import DataError, MiningData, from_pairs, load_beir, load_data
     from .embeddings import Embedder

@@ -179,6 +179,69 @@ def _run_eci(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_push(sub: argparse._SubParsersAction) -> None:
+    push = sub.add_parser("push", help="publish a mined dataset or a fine-tuned model to the Hugging Face Hub",
+                          description="Publish to the Hub (or a self-hosted Hub: set HF_ENDPOINT). Tokens come "
+                                      "from HF_TOKEN or `huggingface-cli login`; they are never printed or written.")
+    kinds = push.add_subparsers(title="what to push", dest="kind", metavar="KIND", help="dataset or model")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--public", action="store_true", help="create the repository public (default: private)")
+    common.add_argument("--revision", default=None, help="branch to push to (created from main when missing)")
+    common.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    d = kinds.add_parser("dataset", parents=[common], help="push a folder written by `st-hardneg mine`",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d.add_argument("path", help="folder written by `st-hardneg mine --output`")
+    d.add_argument("repo_id", help="dataset repository, user/name")
+    d.add_argument("--with-corpus", action="store_true",
+                   help="ids layout: also push the source BEIR corpus and queries as `corpus`/`queries` configs")
+    d.add_argument("--eci-scorer", default=None, help="compute ECI with this model and put it on the card")
+    d.add_argument("--license", default=None, help="licence identifier for the card, e.g. cc-by-4.0")
+    d.set_defaults(func=_run_push_dataset)
+    m = kinds.add_parser("model", parents=[common], help="push a fine-tuned SentenceTransformer folder",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    m.add_argument("path", help="folder of the saved SentenceTransformer")
+    m.add_argument("repo_id", help="model repository, user/name")
+    m.add_argument("--dataset-repo", default=None, help="repo id of the mined dataset it was trained on")
+    m.add_argument("--mined", default=None, help="folder written by `st-hardneg mine` (its configuration goes on the card)")
+    m.add_argument("--eval-json", default=None,
+                   help="results.json of recipes/train_with_hard_negatives.py (evaluation numbers for the card)")
+    m.set_defaults(func=_run_push_model)
+    push.set_defaults(func=lambda args: push.print_help() or 2)
+
+
+def _run_push_dataset(args: argparse.Namespace) -> int:
+    from .hub import default_corpus_maps, push_dataset
+
+    corpus = queries = eci = None
+    if args.with_corpus:
+        corpus, queries = default_corpus_maps(args.path)
+    if args.eci_scorer:
+        import datasets
+
+        from .eci import eci_score
+
+        eci = eci_score(datasets.load_from_disk(args.path), args.eci_scorer)
+    revision = push_dataset(args.path, args.repo_id, private=not args.public, revision=args.revision,
+                            create_pr=args.create_pr, corpus=corpus, queries=queries, eci=eci, license=args.license)
+    print(f"pushed {args.path} to dataset {args.repo_id} at {revision}")
+    return 0
+
+
+def _run_push_model(args: argparse.Namespace) -> int:
+    from .hub import push_model
+
+    eval_results = None
+    if args.eval_json:
+        with open(args.eval_json, encoding="utf-8") as handle:
+            eval_results = {k: {"ndcg@10": v["ndcg@10"], "recall@100": v["recall@100"]}
+                            for k, v in json.load(handle)["eval"].items()}
+    url = push_model(args.path, args.repo_id, dataset_repo_id=args.dataset_repo, mined=args.mined,
+                     eval_results=eval_results, private=not args.public, revision=args.revision,
+                     create_pr=args.create_pr)
+    print(f"pushed {args.path} to model {args.repo_id}: {url}")
+    return 0
+
+
 def _run_env(args: argparse.Namespace) -> int:
     import platform
 
@@ -198,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     _add_mine(sub)
     _add_eci(sub)
+    _add_push(sub)
     env = sub.add_parser("env", help="print versions of st-hardneg and its dependencies (for bug reports)")
     env.set_defaults(func=_run_env)
     return parser
@@ -205,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .data import DataError
+    from .hub import HubPushError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -217,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (DataError, FileNotFoundError) as exc:
+    except (DataError, FileNotFoundError, HubPushError) as exc:
         print(f"st-hardneg: error: {exc}", file=sys.stderr)
         return 1
 

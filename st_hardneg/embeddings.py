@@ -110,7 +110,12 @@ class Embedder:
     @property
     def name(self) -> str:
         card = getattr(self.model, "model_card_data", None)
-        return getattr(card, "base_model", None) or getattr(self.model, "name_or_path", None) or type(self.model).__name__
+        if getattr(card, "base_model", None):
+            return card.base_model
+        try:  # a model loaded from a folder: its path is the most honest name there is
+            return self.model[0].auto_model.config._name_or_path or type(self.model).__name__
+        except (AttributeError, IndexError, TypeError, KeyError):
+            return type(self.model).__name__
 
     def _resolved_prompt(self, kind: Kind) -> str:
         prompt, prompt_name = self.prompts[kind]

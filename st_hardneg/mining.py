@@ -15,7 +15,7 @@ from .embeddings import Embedder, default_cache_dir
 from .filters import PositiveAwareFilter
 from .pools import build_pools, build_retriever, make_scorers
 from .sampling import Strategy, choose, row_rng
-from .stats import MiningStats, summarize
+from .stats import MiningStats, hardness_histogram, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,11 @@ def load_model(model: Any = None, max_seq_length: int | None = None) -> Any:
     from sentence_transformers import SentenceTransformer
 
     if model is None or isinstance(model, str):
+        default = model is None
         model = SentenceTransformer(model or default_model_path())
+        if default and not model.model_card_data.base_model:
+            # The package ships sentence-transformers/all-MiniLM-L6-v2; name it so cards and provenance say so.
+            model.model_card_data.base_model = "sentence-transformers/all-MiniLM-L6-v2"
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
     return model
@@ -238,6 +242,7 @@ def mine(
     stats.positive_scores = summarize(row_pos_scores)
     stats.negative_scores = summarize(all_neg)
     stats.margins = summarize([p - s for p, row in zip(row_pos_scores, neg_scores) for s in row])
+    stats.hardness_histogram = hardness_histogram(row_pos_scores, neg_scores)
     config = {
         "data": {"source": mining_data.source, "queries": len(mining_data.query_ids),
                  "corpus": corpus_size, "pairs": len(mining_data.pairs)},

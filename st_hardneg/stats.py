@@ -7,6 +7,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 
+def hardness_histogram(positive: list[float], negatives: list[list[float]], bins: int = 24,
+                       value_range: tuple[float, float] = (0.0, 1.2)) -> dict[str, list]:
+    """Histogram of negative/positive score ratios (rows with a positive score > 0)."""
+    ratios = [n / p for p, row in zip(positive, negatives) for n in row if p > 0]
+    counts, edges = np.histogram(np.clip(ratios, *value_range), bins=bins, range=value_range)
+    return {"edges": [round(float(e), 4) for e in edges], "counts": [int(c) for c in counts]}
+
+
 def summarize(values: np.ndarray | list[float]) -> dict[str, float]:
     """count, mean, std, min, quartiles and max of a score distribution."""
     arr = np.asarray(values, dtype=np.float64)
@@ -35,6 +43,8 @@ class MiningStats:
         short_rows: Output rows with fewer negatives than asked.
         dropped_rows: Rows left out of the output because a fixed-width layout could not be filled.
         positive_scores / negative_scores / margins: Score distributions (``summarize``).
+        hardness_histogram: Counts of negative score / positive score (``edges``, ``counts``),
+            the picture of how close negatives sit to their positives (PercPos cuts at 0.95).
     """
 
     input_rows: int = 0
@@ -52,6 +62,7 @@ class MiningStats:
     positive_scores: dict[str, float] = field(default_factory=dict)
     negative_scores: dict[str, float] = field(default_factory=dict)
     margins: dict[str, float] = field(default_factory=dict)
+    hardness_histogram: dict[str, list] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

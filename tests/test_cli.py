@@ -38,10 +38,15 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
 
 
 def test_every_flag_is_explained():
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    for name, command in sub.choices.items():
-        for action in command._actions:
-            assert action.help, f"{name} {action.option_strings} has no help"
+    import argparse
+
+    def check(parser, path):
+        for action in parser._actions:
+            assert action.help, f"{path} {action.option_strings or action.dest} has no help"
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    check(child, f"{path} {name}")
+
+    check(build_parser(), "st-hardneg")
     with pytest.raises(SystemExit):
         main(["mine", "--sampling", "best"])

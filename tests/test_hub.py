@@ -1,0 +1,128 @@
+"""Publishing round trips against a Hub-compatible server on 127.0.0.1 (tests/hub_server.py)."""
+
+import copy
+import hashlib
+import logging
+
+import datasets
+import numpy as np
+import pytest
+from huggingface_hub import DatasetCard, HfApi, ModelCard
+
+from st_hardneg import HubPushError, mine, push_dataset, push_model
+from st_hardneg.eci import eci_score
+from st_hardneg.hub import load_resolved
+
+from conftest import slice_data
+
+pytest_plugins = ["hub_server"]
+
+
+@pytest.fixture(scope="module")
+def mined(scifact_slice, model, cache_dir, tmp_path_factory):
+    result = mine(slice_data(scifact_slice, 12, 600), model, num_negatives=2, cache_dir=cache_dir, show_progress=False)
+    out = tmp_path_factory.mktemp("mined")
+    result.save(out / "ntuple", "n-tuple")
+    result.save(out / "ids", "ids")
+    data = result.data
+    maps = dict(zip(data.corpus_ids, data.corpus_texts)), dict(zip(data.query_ids, data.query_texts))
+    return out, result, maps
+
+
+def digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_dataset_round_trip_with_card_and_training(hub, mined, model, tmp_path):
+    out, result, _ = mined
+    eci = eci_score(datasets.load_from_disk(str(out / "ntuple")), model)
+    assert push_dataset(out / "ntuple", "tester/scifact-hn", eci=eci, license="cc-by-4.0") == "main"
+    loaded = datasets.load_dataset("tester/scifact-hn", split="train")
+    assert loaded.to_dict() == datasets.load_from_disk(str(out / "ntuple")).to_dict()
+    card = DatasetCard.load("tester/scifact-hn", repo_type="dataset")
+    assert {"hard-negatives", "sentence-transformers"} <= set(card.data.tags) and card.data.license == "cc-by-4.0"
+    assert card.data.to_dict().get("configs")  # datasets' own metadata survived our card
+    assert "TopK-PercPos(0.95)" in card.text and f"| {eci.eci:.4f} |" in card.text
+    files = HfApi().list_repo_files("tester/scifact-hn", repo_type="dataset")
+    assert "assets/hardness.png" in files
+    # ... and it trains at once.
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer import losses
+
+    student = copy.deepcopy(model)
+    student.max_seq_length = 32
+    args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4,
+                                                report_to=[], save_strategy="no", use_cpu=True)
+    SentenceTransformerTrainer(model=student, args=args, train_dataset=loaded,
+                               loss=losses.MultipleNegativesRankingLoss(student)).train()
+
+
+def test_ids_layout_resolves_against_its_corpus_config(hub, mined):
+    out, result, (corpus, queries) = mined
+    push_dataset(out / "ids", "tester/scifact-ids", corpus=corpus, queries=queries)
+    resolved = load_resolved("tester/scifact-ids")
+    assert resolved.to_dict() == result.to_dataset("n-tuple").to_dict()
+    assert "resolve_ids" in DatasetCard.load("tester/scifact-ids", repo_type="dataset").text
+
+
+def test_model_round_trip_with_provenance(hub, mined, model):
+    out, _, _ = mined
+    student = copy.deepcopy(model)
+    push_model(student, "tester/minilm-hn", dataset_repo_id="tester/scifact-hn", mined=out / "ntuple",
+               eval_results={"scifact-test": {"ndcg@10": 0.66, "recall@100": 0.93}})
+    from sentence_transformers import SentenceTransformer
+
+    back = SentenceTransformer("tester/minilm-hn")
+    texts = ["hard negatives", "a claim about cells"]
+    assert np.allclose(back.encode(texts), student.encode(texts), atol=1e-5)
+    card = ModelCard.load("tester/minilm-hn")
+    assert "### Hard Negatives" in card.text and "datasets/tester/scifact-hn" in card.text
+    assert "TopK-PercPos(0.95)" in card.text and "| scifact-test | 0.6600 |" in card.text
+
+
+def test_private_branches_prs_and_updates(hub, mined):
+    out, _, _ = mined
+    push_dataset(out / "ntuple", "tester/priv")
+    with pytest.raises(Exception, match="404|not found|Repository Not Found"):
+        HfApi(token=False).list_repo_files("tester/priv", repo_type="dataset")
+    HfApi().upload_file(path_or_fileobj=b"keep me", path_in_repo="notes.txt", repo_id="tester/priv", repo_type="dataset")
+    push_dataset(out / "ntuple", "tester/priv")  # re-push: updates, does not clobber
+    assert "notes.txt" in HfApi().list_repo_files("tester/priv", repo_type="dataset")
+    assert push_dataset(out / "ids", "tester/branchy", revision="dev") == "dev"
+    assert datasets.load_dataset("tester/branchy", split="train", revision="dev").column_names[0] == "query_id"
+    assert "README.md" not in HfApi().list_repo_files("tester/branchy", repo_type="dataset")  # main untouched
+    pr = push_dataset(out / "ids", "tester/priv", create_pr=True)  # a change, so a pull request opens
+    assert pr.startswith("refs/pr/")
+    assert "README.md" in HfApi().list_repo_files("tester/priv", repo_type="dataset", revision=pr)
+
+
+def test_failed_push_keeps_local_data_and_retry_succeeds(hub, mined):
+    out, _, _ = mined
+    before = digest(out / "ntuple")
+    hub.fail_next(1, status=500, match="/commit/")
+    with pytest.raises(HubPushError, match="(?s)failed.*Nothing local was changed"):
+        push_dataset(out / "ntuple", "tester/retry")
+    assert digest(out / "ntuple") == before
+    hub.refuse_auth()
+    with pytest.raises(HubPushError, match="401"):
+        push_dataset(out / "ntuple", "tester/retry")
+    hub.refuse_auth(False)
+    push_dataset(out / "ntuple", "tester/retry")
+    assert len(datasets.load_dataset("tester/retry", split="train")) == len(datasets.load_from_disk(str(out / "ntuple")))
+
+
+def test_token_is_never_written_or_logged(hub, mined, model, caplog, capsys, tmp_path):
+    out, _, _ = mined
+    caplog.set_level(logging.DEBUG)
+    push_dataset(out / "ntuple", "tester/leak")
+    push_model(copy.deepcopy(model), "tester/leak-model", mined=out / "ntuple")
+    hub.fail_next(1, status=500, match="/commit/")
+    with pytest.raises(HubPushError) as failure:
+        push_dataset(out / "ntuple", "tester/leak")
+    captured = capsys.readouterr()
+    assert hub.token not in caplog.text + captured.out + captured.err + str(failure.value)
+    for folder in (hub.root, out):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert hub.token.encode() not in path.read_bytes(), path
+    assert all(hub.token not in str(request) for request in hub.requests)
