@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="st-hardneg",
         description="Hard-negative mining, scoring and publishing for sentence-transformers.",
     )
-    sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", help="run `st-hardneg COMMAND --help`")
     _add_mine(sub)
     _add_eci(sub)
     _add_push(sub)

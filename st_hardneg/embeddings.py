@@ -75,7 +75,8 @@ class Embedder:
         batch_size: Encoding batch size.
         query_prompt / document_prompt: Raw prompt strings (override the model's prompts).
         query_prompt_name / document_prompt_name: Names of prompts stored in the model.
-        cache_dir: Folder for the on-disk cache; ``None`` disables it.
+        cache_dir: Folder for the on-disk cache; ``"auto"`` for ``~/.cache/st_hardneg/embeddings``
+            (or ``$ST_HARDNEG_CACHE``); ``None`` disables it.
         show_progress: Show tqdm progress bars while encoding.
 
     Example::
@@ -99,6 +100,8 @@ class Embedder:
         self.model = model
         self.batch_size = batch_size
         self.prompts = {"query": (query_prompt, query_prompt_name), "document": (document_prompt, document_prompt_name)}
+        if cache_dir == "auto":  # resolved here, once, for every caller (mine, collator, teachers)
+            cache_dir = default_cache_dir()
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
         self.show_progress = show_progress
         # Last collection encoded per kind, so that subsets (widening, rescoring) need no re-encoding.

@@ -132,8 +132,10 @@ def save(result: MiningResult, path: str | os.PathLike, output_format: str, file
         target = path / f"data.{file_format}"
         if file_format == "parquet":
             dataset.to_parquet(str(target))
-        else:
-            dataset.to_json(str(target), lines=True, force_ascii=False)
+        else:  # json.dumps round-trips floats exactly; Dataset.to_json keeps only 10 digits
+            with target.open("w", encoding="utf-8") as handle:
+                for row in dataset:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     # No timings here: the same inputs and seed must give a byte-identical folder.
     sidecar = provenance(result, output_format)
     (path / SIDECAR).write_text(json.dumps(sidecar, indent=2, sort_keys=True), encoding="utf-8")

@@ -11,7 +11,7 @@ import numpy as np
 
 from .candidates import Retriever
 from .data import DataError, MiningData, load_data
-from .embeddings import Embedder, default_cache_dir
+from .embeddings import Embedder
 from .filters import PositiveAwareFilter
 from .pools import build_pools, build_retriever, make_scorers
 from .sampling import Strategy, choose, row_rng
@@ -195,7 +195,7 @@ def mine(
             f"{mining_data.source}: the corpus has {corpus_size} documents, too few to find {num_negatives} "
             f"negatives for a query with {most_positives} positives"
         )
-    cache = default_cache_dir() if cache_dir == "auto" else cache_dir
+    cache = cache_dir  # "auto" is resolved by Embedder
     st_model = load_model(model, max_seq_length)
     embedder = Embedder(st_model, batch_size=batch_size, query_prompt=query_prompt, document_prompt=document_prompt,
                         query_prompt_name=query_prompt_name, document_prompt_name=document_prompt_name,

@@ -6,7 +6,7 @@ import struct
 import pytest
 from huggingface_hub import DatasetCard, ModelCard
 
-from st_hardneg import mine, sample_data_path
+from st_hardneg import mine
 from st_hardneg.cards import record_mining_in_card, render_dataset_card
 from st_hardneg.formats import provenance
 from st_hardneg.plots import bars_png

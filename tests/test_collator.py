@@ -9,7 +9,6 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-import torch
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer import losses
 

@@ -56,3 +56,11 @@ def test_subsets_are_served_from_memory(model):
     part = embedder.encode([TEXTS[2], TEXTS[0]], "document")
     assert embedder.stats["from_memory"] == 2
     assert np.array_equal(part, full[[2, 0]])
+
+
+def test_auto_cache_dir_is_the_user_cache_not_a_folder_named_auto(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("ST_HARDNEG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    Embedder(model, cache_dir="auto", show_progress=False).encode(TEXTS, "document")
+    assert not (tmp_path / "auto").exists()
+    assert len(list((tmp_path / "cache" / "embeddings").glob("*.npy"))) == 1

@@ -126,3 +126,19 @@ def test_token_is_never_written_or_logged(hub, mined, model, caplog, capsys, tmp
             if path.is_file():
                 assert hub.token.encode() not in path.read_bytes(), path
     assert all(hub.token not in str(request) for request in hub.requests)
+
+
+def test_push_cli(hub, mined, model, tmp_path, capsys):
+    from st_hardneg.cli import main
+
+    out, _, _ = mined
+    assert main(["push", "dataset", str(out / "ntuple"), "tester/cli-hn", "--license", "cc-by-4.0"]) == 0
+    assert "pushed" in capsys.readouterr().out
+    assert len(datasets.load_dataset("tester/cli-hn", split="train")) == len(datasets.load_from_disk(str(out / "ntuple")))
+    model.save(str(tmp_path / "model"))
+    assert main(["push", "model", str(tmp_path / "model"), "tester/cli-model", "--dataset-repo", "tester/cli-hn",
+                 "--mined", str(out / "ntuple")]) == 0
+    assert "### Hard Negatives" in ModelCard.load("tester/cli-model").text
+    hub.refuse_auth()
+    assert main(["push", "dataset", str(out / "ntuple"), "tester/cli-hn"]) == 1  # clear error, no traceback
+    assert "failed" in capsys.readouterr().err
