@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> dict:
         record["mining"] = info
         training_args = SentenceTransformerTrainingArguments(
             output_dir=str(out_dir / "checkpoints"), num_train_epochs=args.epochs,
-            per_device_train_batch_size=args.batch_size, learning_rate=args.lr, warmup_ratio=0.1, seed=args.seed,
+            per_device_train_batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=0.1, seed=args.seed,
             data_seed=args.seed, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", report_to=[],
             logging_steps=5, use_cpu=not torch.cuda.is_available(),
         )
