@@ -86,8 +86,11 @@ def build_training(args, model, data, pairs, cache_dir):
     """(train dataset, data collator or None, mining info) for the chosen strategy."""
     from st_hardneg import MiningDataCollator, PositiveAwareFilter, mine
 
+    from st_hardneg.teachers import load_teacher
+
     percpos = PositiveAwareFilter(perc=0.95)
-    teacher = load_teacher(args.teacher) if args.strategy in ("hybrid-teacher", "collator-refresh") else None
+    uses_teacher = args.strategy in ("hybrid-teacher", "collator-refresh")
+    teacher = load_teacher(args.teacher) if uses_teacher and args.teacher else None
     if args.strategy in ("hybrid-teacher", "collator-refresh") and teacher is None:
         raise SystemExit(f"--strategy {args.strategy} needs --teacher")
     if args.strategy == "in-batch":
@@ -109,15 +112,6 @@ def build_training(args, model, data, pairs, cache_dir):
                                   refresh_steps=args.refresh_steps, seed=args.seed, cache_dir=cache_dir,
                                   show_progress=False)
     return pairs, collator, {"rows": len(pairs)}
-
-
-def load_teacher(path: str | None):
-    if path is None:
-        return None
-    from st_hardneg.teachers import load_teacher as load
-
-    teacher = load(path)
-    return teacher
 
 
 def evaluate(model, specs: list[str], batch_size: int = 64) -> dict:

@@ -233,8 +233,7 @@ class MiningDataCollator(SentenceTransformerDataCollator):
         """Build pools with the model as it is now; returns the state shared by all ranks."""
         was_training = self.model.training
         try:
-            source = build_retriever(self.retriever if isinstance(self.retriever, str) else self.retriever, embedder,
-                                     show_progress=self.show_progress)
+            source = build_retriever(self.retriever, embedder, show_progress=self.show_progress)
             self._scorers = self._scorers or make_scorers(self.teacher, embedder, ensemble=self.ensemble,
                                                           batch_size=self.encode_batch_size, cache_dir=self.cache_dir,
                                                           show_progress=self.show_progress)
@@ -250,6 +249,7 @@ class MiningDataCollator(SentenceTransformerDataCollator):
         self.stats = stats
         return {
             "query_order": pools.query_order,
+            "pool_of": {q: i for i, q in enumerate(pools.query_order)},  # query index -> pool, for every batch
             "docs": docs,
             "teacher": teacher_scores,
             "positive_teacher": pools.positive_scores,
@@ -372,7 +372,7 @@ class MiningDataCollator(SentenceTransformerDataCollator):
         self._ensure_pools()
         state = self._state
         data, texts = self.data, self.data.corpus_texts
-        pool_of = {q: i for i, q in enumerate(state["query_order"])}
+        pool_of = state["pool_of"]
         queries = [data.pairs[r][0] for r in rows]
         # In-batch guard: every column of every row is a negative for every anchor.
         forbidden = {d for q in set(queries) for d in self._positives[q]}

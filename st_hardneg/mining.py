@@ -195,14 +195,13 @@ def mine(
             f"{mining_data.source}: the corpus has {corpus_size} documents, too few to find {num_negatives} "
             f"negatives for a query with {most_positives} positives"
         )
-    cache = cache_dir  # "auto" is resolved by Embedder
     st_model = load_model(model, max_seq_length)
     embedder = Embedder(st_model, batch_size=batch_size, query_prompt=query_prompt, document_prompt=document_prompt,
                         query_prompt_name=query_prompt_name, document_prompt_name=document_prompt_name,
-                        cache_dir=cache, show_progress=show_progress)
+                        cache_dir=cache_dir, show_progress=show_progress)
     source = build_retriever(retriever, embedder, index=index, bm25_backend=bm25_backend, fusion=fusion,
                              show_progress=show_progress)
-    scorers = make_scorers(teacher, embedder, ensemble=ensemble, batch_size=batch_size, cache_dir=cache,
+    scorers = make_scorers(teacher, embedder, ensemble=ensemble, batch_size=batch_size, cache_dir=cache_dir,
                            show_progress=show_progress)
     quotas = [num_negatives // len(scorers) + (i < num_negatives % len(scorers)) for i in range(len(scorers))]
     timings["load"] = time.perf_counter() - clock
