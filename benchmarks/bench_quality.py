@@ -4,7 +4,8 @@ Rows (same student, loss, batch, learning rate, max length, epochs and seed ever
 1. base model, no training; 2. MNRL, in-batch negatives only; 3. sentence-transformers
 ``mine_hard_negatives(relative_margin=0.05)`` (TopK-PercPos 95%); 4. st-hardneg dense PercPos,
 static; 5. st-hardneg hybrid BM25+dense with the teacher, PercPos, static; 6. the same through
-``MiningDataCollator`` with refresh. Each row runs ``recipes/train_with_hard_negatives.py`` in a
+``MiningDataCollator`` with refresh; 7. row 5's miner with one negative per row instead of four
+(fewer, better negatives: the half-training-time target). Each row runs ``recipes/train_with_hard_negatives.py`` in a
 fresh process; p-values are paired sign-flip permutation tests over queries against row 3.
 
     python benchmarks/bench_quality.py --datasets scifact nfcorpus --teacher "$(python recipes/prepare_mpnet_teacher.py)"
@@ -29,13 +30,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from st_hardneg.evaluation import paired_permutation_test  # noqa: E402
 
+# (row, run folder, label, recipe strategy, extra recipe flags)
 ROWS = [
-    ("1", "base", "base model, no training"),
-    ("2", "in-batch", "MNRL, in-batch negatives only"),
-    ("3", "st-percpos", "sentence-transformers mine_hard_negatives, PercPos 95%"),
-    ("4", "dense-percpos", "st-hardneg dense PercPos, static"),
-    ("5", "hybrid-teacher", "st-hardneg hybrid BM25+dense + teacher, PercPos, static"),
-    ("6", "collator-refresh", "st-hardneg row 5 via MiningDataCollator + refresh"),
+    ("1", "base", "base model, no training", "base", []),
+    ("2", "in-batch", "MNRL, in-batch negatives only", "in-batch", []),
+    ("3", "st-percpos", "sentence-transformers mine_hard_negatives, PercPos 95%", "st-percpos", []),
+    ("4", "dense-percpos", "st-hardneg dense PercPos, static", "dense-percpos", []),
+    ("5", "hybrid-teacher", "st-hardneg hybrid BM25+dense + teacher, PercPos, static", "hybrid-teacher", []),
+    ("6", "collator-refresh", "st-hardneg row 5 via MiningDataCollator + refresh", "collator-refresh", []),
+    ("7", "hybrid-teacher-1neg", "st-hardneg row 5 with 1 negative (fewer, better)", "hybrid-teacher",
+     ["--num-negatives", "1"]),
 ]
 DATASETS = {
     # name: (train folder, train split, eval split)
@@ -50,10 +54,10 @@ def main() -> None:
                    help="folder holding the BEIR datasets")
     p.add_argument("--datasets", nargs="+", default=["scifact", "nfcorpus"], choices=sorted(DATASETS),
                    help="datasets to train and evaluate on")
-    p.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], help="row numbers to run (1-6)")
-    p.add_argument("--teacher", default=None, help="teacher for rows 5 and 6 (e.g. all-mpnet-base-v2's folder)")
+    p.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], help="row numbers to run (1-7)")
+    p.add_argument("--teacher", default=None, help="teacher for rows 5-7 (e.g. all-mpnet-base-v2's folder)")
     p.add_argument("--max-seq-length", type=int, default=128, help="max tokens for mining, training and evaluation")
-    p.add_argument("--num-negatives", type=int, default=4, help="hard negatives per row")
+    p.add_argument("--num-negatives", type=int, default=4, help="hard negatives per row (row 7: 1)")
     p.add_argument("--batch-size", type=int, default=32, help="training batch size")
     p.add_argument("--epochs", type=float, default=1.0, help="training epochs")
     p.add_argument("--lr", type=float, default=2e-5, help="learning rate")
@@ -71,24 +75,25 @@ def main() -> None:
     for name in args.datasets:
         folder, train_split, eval_split = DATASETS[name]
         path = Path(args.data) / folder
-        for number, strategy, _ in ROWS:
+        for number, folder_name, _, strategy, extra in ROWS:
             if number not in args.rows:
                 continue
             if strategy in ("hybrid-teacher", "collator-refresh") and not args.teacher:
                 print(f"skipping row {number} ({strategy}): no --teacher", flush=True)
                 continue
-            out = Path(args.work) / name / strategy
+            out = Path(args.work) / name / folder_name
             if not (args.reuse and (out / "results.json").is_file()):
                 cmd = [sys.executable, str(ROOT / "recipes" / "train_with_hard_negatives.py"), "--strategy", strategy,
                        "--train", str(path), "--train-split", train_split, "--eval", f"{path}:{eval_split}",
                        "--max-seq-length", str(args.max_seq_length), "--num-negatives", str(args.num_negatives),
                        "--batch-size", str(args.batch_size), "--epochs", str(args.epochs), "--lr", str(args.lr),
-                       "--seed", str(args.seed), "--refresh-steps", str(args.refresh_steps), "--output", str(out)]
+                       "--seed", str(args.seed), "--refresh-steps", str(args.refresh_steps), "--output", str(out),
+                       "--save-mined", *extra]  # the mined sets feed recipes/validate_eci.py
                 if name == "nfcorpus":
                     cmd += ["--max-train-pairs", str(args.nfcorpus_train_pairs)]
                 if args.teacher:
                     cmd += ["--teacher", args.teacher]
-                print(f"[{time.strftime('%H:%M:%S')}] {name} row {number}: {strategy}", flush=True)
+                print(f"[{time.strftime('%H:%M:%S')}] {name} row {number}: {folder_name}", flush=True)
                 subprocess.run(cmd, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
             results.setdefault(name, {})[number] = json.loads((out / "results.json").read_text())
     table = render(results, args, time.time() - started)
@@ -107,7 +112,8 @@ def render(results: dict, args: argparse.Namespace, seconds: float) -> str:
         f"- student all-MiniLM-L6-v2; MultipleNegativesRankingLoss; batch {args.batch_size}; lr {args.lr}; "
         f"{args.epochs:g} epoch; warmup 10%; max length {args.max_seq_length} (mining, training, evaluation); "
         f"{args.num_negatives} negatives; seed {args.seed}; NO_DUPLICATES batch sampler",
-        f"- teacher (rows 5-6): `{args.teacher}`; row 6 refreshes (Conan rule) every {args.refresh_steps} steps",
+        "- row 7 trains on 1 negative per row, every other setting as row 5",
+        f"- teacher (rows 5-7): `{args.teacher}`, truncated to {args.max_seq_length} tokens like the student; row 6 refreshes (Conan rule) every {args.refresh_steps} steps",
         f"- NFCorpus: {args.nfcorpus_train_pairs} train pairs (one positive per query first), evaluated on dev",
         "- p: paired sign-flip permutation test over queries against row 3 (10,000 permutations)",
         "",
@@ -117,7 +123,7 @@ def render(results: dict, args: argparse.Namespace, seconds: float) -> str:
                   "| row | strategy | train rows | nDCG@10 | p vs 3 | Recall@100 | p vs 3 | train s | s / row |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         ref = rows.get("3")
-        for number, strategy, label in ROWS:
+        for number, _, label, _, _ in ROWS:
             r = rows.get(number)
             if r is None:
                 continue

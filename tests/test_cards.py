@@ -66,3 +66,36 @@ def test_histogram_png_is_a_valid_image():
     width, height = struct.unpack(">II", png[16:24])
     assert (width, height) == (480, 160)
     assert bars_png([0, 3, 5, 1]) == png  # deterministic
+
+
+def _pixels(png: bytes):
+    import zlib
+
+    import numpy as np
+
+    width, height = struct.unpack(">II", png[16:24])
+    idat = png[png.index(b"IDAT") + 4 : png.index(b"IEND") - 8]  # one IDAT chunk, then its CRC and IEND's length
+    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, 1 + width * 3)
+    assert (raw[:, 0] == 0).all()  # filter type 0 on every scanline
+    return raw[:, 1:].reshape(height, width, 3)
+
+
+def test_scatter_png_places_points_by_value():
+    import numpy as np
+    import pytest
+
+    from st_hardneg.plots import scatter_png
+
+    png = scatter_png([0.0, 1.0, 0.5], [0.0, 1.0, 0.2], labels=["1", "2", "3"], width=200, height=150)
+    image = _pixels(png)
+    blue = np.argwhere((image == (70, 110, 190)).all(axis=2))
+    # Three 7x7 squares: the lowest x sits bottom-left, the highest top-right.
+    assert len(blue) == 3 * 49
+    ys, xs = blue[:, 0], blue[:, 1]
+    assert xs.min() < 60 and ys.max() > 90 and xs.max() > 170 and ys.min() < 25
+    assert (image == (200, 40, 40)).all(axis=2).any()  # the point labels
+    assert scatter_png([0.0, 1.0, 0.5], [0.0, 1.0, 0.2], labels=["1", "2", "3"], width=200, height=150) == png
+    with pytest.raises(ValueError, match="2 labels for 3 points"):
+        scatter_png([0, 1, 2], [0, 1, 2], labels=["1", "2"])
+    with pytest.raises(ValueError, match="no glyph"):
+        scatter_png([0, 1], [0, 1], labels=["a", "b"])

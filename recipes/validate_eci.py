@@ -1,0 +1,406 @@
+"""Does ECI predict retrieval quality? Mine with many strategies, score ECI before training, train, correlate.
+
+For each dataset this recipe
+
+1. mines the same training pairs with every strategy below (4 negatives per row by default);
+2. scores each mined set with ECI *before any training*, under the base student (raw cosine, the
+   scale the issue and NV-Retriever's PercPos use) and, with ``--teacher``, under the teacher;
+3. trains the same student with the same settings on each set (``train_with_hard_negatives.py
+   --strategy dataset``) and measures nDCG@10 on the held-out split;
+4. reports Spearman's rho and Kendall's tau between each predictor and nDCG@10 (ECI, its
+   components, ECI at other alphas, ECI without the capacity factor) and draws a scatter PNG.
+
+Strategies (negatives chosen per (query, positive) row; positives and their exact-text copies are
+never negatives):
+
+- ``random``: uniformly random documents of the corpus;
+- ``bm25``: BM25's top-k (bm25s), no filter;
+- ``dense-naive``: the student's dense top-k, no filter;
+- ``dense-percpos``: dense candidates, TopK-PercPos 95% (NV-Retriever);
+- ``shifted``: dense top-k shifted by 10 ranks (skip the 10 hardest), no filter;
+- ``hybrid-percpos``: BM25 + dense fused by RRF, PercPos 95% under the student;
+- ``hybrid-teacher``: the same candidates scored by the teacher, PercPos 95% under the teacher;
+- ``unsafe``: deliberately unsafe: among the query's 100 nearest documents, the k most similar to the
+  *positive* (document-to-document cosine): relevant-looking near-duplicates, the likeliest false
+  negatives;
+- ``st-percpos``: sentence-transformers' ``mine_hard_negatives(relative_margin=0.05)``, taken from the
+  quality benchmark's run when it saved its mined set.
+
+Training settings are the quality benchmark's (``benchmarks/bench_quality.py``), so the strategies
+both scripts share are trained once: a quality run is reused when its mined set (or, for runs that
+saved none, its mining statistics) equals what this recipe mines.
+
+    python recipes/validate_eci.py --datasets scifact nfcorpus --teacher "$(python recipes/prepare_mpnet_teacher.py)"
+
+Writes ``benchmarks/results/eci_validation.md``, ``eci_<dataset>.png`` and ``eci_validation.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "recipes"))
+import train_with_hard_negatives as recipe  # noqa: E402
+
+logger = logging.getLogger("validate_eci")
+
+STRATEGIES = {
+    "random": "random documents",
+    "bm25": "BM25 top-k",
+    "dense-naive": "dense top-k, no filter",
+    "dense-percpos": "dense, PercPos 95%",
+    "shifted": "dense top-k shifted by 10",
+    "hybrid-percpos": "hybrid BM25+dense, PercPos 95%",
+    "hybrid-teacher": "hybrid + teacher, PercPos 95%",
+    "unsafe": "near-duplicates of the positive (unsafe)",
+    "st-percpos": "sentence-transformers PercPos 95%",
+}
+# Strategies that bench_quality.py trains with the same settings, under the same names.
+SHARED = ("st-percpos", "dense-percpos", "hybrid-teacher")
+DATASETS = {"scifact": ("scifact", "train", "test"), "nfcorpus": ("nfcorpus", "train", "dev")}
+ALPHAS = (0.9, 0.95, 0.99)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=os.environ.get("ST_HARDNEG_DATA", str(ROOT.parent / "shared" / "data")),
+                   help="folder holding the BEIR datasets")
+    p.add_argument("--datasets", nargs="+", default=["scifact", "nfcorpus"], choices=sorted(DATASETS),
+                   help="datasets to mine, train and evaluate on")
+    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES),
+                   help="strategies to compare")
+    p.add_argument("--teacher", default=None, help="teacher for hybrid-teacher and for ECI under the teacher")
+    p.add_argument("--max-seq-length", type=int, default=128, help="max tokens for mining, training and evaluation")
+    p.add_argument("--num-negatives", type=int, default=4, help="negatives per row")
+    p.add_argument("--batch-size", type=int, default=32, help="training batch size")
+    p.add_argument("--epochs", type=float, default=1.0, help="training epochs")
+    p.add_argument("--lr", type=float, default=2e-5, help="learning rate")
+    p.add_argument("--seed", type=int, default=42, help="seed for mining, sampling and training")
+    p.add_argument("--nfcorpus-train-pairs", type=int, default=1000,
+                   help="NFCorpus train qrels have 110k pairs: keep this many (one positive per query first)")
+    p.add_argument("--cache-dir", default="auto", help="embedding cache ('auto': ~/.cache/st_hardneg)")
+    p.add_argument("--mine-only", action="store_true", help="mine and score ECI, train nothing (a quick look)")
+    p.add_argument("--work", default=str(ROOT / "benchmarks" / "results" / "eci_runs"),
+                   help="folder for each strategy's mined set and results.json")
+    p.add_argument("--quality-runs", default=str(ROOT / "benchmarks" / "results" / "quality_runs"),
+                   help="bench_quality.py's run folder, reused for the strategies both share")
+    p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "eci_validation.md"),
+                   help="markdown report (the PNGs and a JSON go beside it)")
+    return p.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------- mining
+
+
+def _n_tuple(anchors: list[str], positives: list[str], negatives: list[list[str]]):
+    import datasets
+
+    k = len(negatives[0]) if negatives else 0
+    cols = {"anchor": anchors, "positive": positives}
+    cols.update({f"negative_{j + 1}": [row[j] for row in negatives] for j in range(k)})
+    return datasets.Dataset.from_dict(cols)
+
+
+def _custom_rows(data, choose_docs) -> tuple[list[str], list[str], list[list[str]]]:
+    """Rows for every (query, positive) pair; ``choose_docs(row, q, d, banned)`` returns document indices."""
+    from st_hardneg.filters import normalize_text
+
+    positives = data.positives_by_query()
+    anchors, pos, negs = [], [], []
+    for row, (q, d) in enumerate(data.pairs):
+        banned_text = {normalize_text(data.corpus_texts[p]) for p in positives[q]}
+        banned = set(positives[q])
+        picked = choose_docs(row, q, d, lambda c: c in banned or normalize_text(data.corpus_texts[c]) in banned_text)
+        anchors.append(data.query_texts[q])
+        pos.append(data.corpus_texts[d])
+        negs.append([data.corpus_texts[c] for c in picked])
+    return anchors, pos, negs
+
+
+def _first(order, is_banned, k: int) -> list[int]:
+    out = []
+    for c in order:
+        c = int(c)
+        if c >= 0 and not is_banned(c) and c not in out:
+            out.append(c)
+            if len(out) == k:
+                break
+    return out
+
+
+def mine_strategy(name: str, data, model, args, cache_dir: str, teacher) -> tuple[object, dict]:
+    """(n-tuple dataset, mining statistics or {}) for one strategy."""
+    from st_hardneg import PositiveAwareFilter, mine
+    from st_hardneg.candidates import BM25Retriever
+    from st_hardneg.embeddings import Embedder
+    from st_hardneg.sampling import row_rng
+
+    k = args.num_negatives
+    mined_by_engine = {
+        "dense-naive": dict(retriever="dense", filter=PositiveAwareFilter(perc=None)),
+        "dense-percpos": dict(retriever="dense", filter=PositiveAwareFilter(perc=0.95)),
+        "shifted": dict(retriever="dense", filter=PositiveAwareFilter(perc=None, skip_top=10), candidates=100),
+        "hybrid-percpos": dict(retriever="hybrid", filter=PositiveAwareFilter(perc=0.95)),
+        "hybrid-teacher": dict(retriever="hybrid", filter=PositiveAwareFilter(perc=0.95), teacher=teacher),
+    }
+    if name in mined_by_engine:
+        if name == "hybrid-teacher" and teacher is None:
+            raise SystemExit("strategy hybrid-teacher needs --teacher")
+        # Same call as train_with_hard_negatives.py, so shared strategies mine identical sets.
+        result = mine(data, model, num_negatives=k, seed=args.seed, cache_dir=cache_dir, show_progress=False,
+                      **mined_by_engine[name])
+        return result.to_dataset("n-tuple"), result.stats.to_dict()
+    n_docs = len(data.corpus_texts)
+    if name == "random":
+        rows = _custom_rows(data, lambda row, q, d, banned: _first(row_rng(args.seed, row).permutation(n_docs), banned, k))
+    elif name == "bm25":
+        bm25 = BM25Retriever("bm25s", show_progress=False)
+        bm25.index(data.corpus_texts)
+        queries = sorted(data.positives_by_query())
+        most = max(len(p) for p in data.positives_by_query().values())
+        indices, _ = bm25.search([data.query_texts[q] for q in queries], k + most + 10)
+        ranked = dict(zip(queries, indices))
+        rows = _custom_rows(data, lambda row, q, d, banned: _first(ranked[q], banned, k))
+    elif name == "unsafe":
+        embedder = Embedder(model, cache_dir=cache_dir, show_progress=False)
+        docs = embedder.encode(data.corpus_texts, "document")
+        queries = sorted(data.positives_by_query())
+        qemb = dict(zip(queries, embedder.encode([data.query_texts[q] for q in queries], "query")))
+
+        def nearest(row, q, d, banned):
+            # Among the query's 100 nearest documents, those most like its positive: relevant-looking
+            # near-duplicates, the likeliest false negatives there are.
+            top = np.argsort(-(docs @ qemb[q]), kind="stable")[:100]
+            return _first(top[np.argsort(-(docs[top] @ docs[d]), kind="stable")], banned, k)
+
+        rows = _custom_rows(data, nearest)
+    else:
+        raise ValueError(f"strategy {name!r} is not mined here")
+    dataset = _n_tuple(*rows)
+    short = [i for i, negs in enumerate(rows[2]) if len(negs) < k]
+    if short:
+        raise RuntimeError(f"strategy {name}: rows {short[:5]} got fewer than {k} negatives")
+    return dataset, {}
+
+
+def _same_stats(ours: dict, theirs: dict) -> bool:
+    keys = (set(ours) & set(theirs)) - {"hardness_histogram"}
+    return bool(keys) and all(ours[key] == theirs[key] for key in keys)
+
+
+def _same_rows(a, b) -> bool:
+    return a.column_names == b.column_names and len(a) == len(b) and a.to_dict() == b.to_dict()
+
+
+# ----------------------------------------------------------------------------- scoring and statistics
+
+
+def scores_of(dataset, scorer) -> tuple[list[str], list[float], list[np.ndarray]]:
+    from st_hardneg.eci import rows_of
+
+    queries, positives, negatives = rows_of(dataset)
+    pos = scorer.score(queries, [[p] for p in positives])
+    neg = scorer.score(queries, negatives)
+    return queries, [max(float(s[0]), 0.0) for s in pos], [np.clip(s, 0, None) for s in neg]
+
+
+def predictors(queries, pos, neg) -> dict[str, float]:
+    """ECI at several alphas, its components, and simpler candidates, all from one set of scores."""
+    from st_hardneg.eci import eci_from_scores
+
+    out: dict[str, float] = {}
+    for alpha in ALPHAS:
+        r = eci_from_scores(queries, pos, neg, alpha=alpha)
+        tag = "" if alpha == 0.95 else f"@{alpha}"
+        out[f"eci{tag}"] = r.eci
+        if alpha == 0.95:
+            out.update({k: v for k, v in r.components.items()})
+            out["s0_share"] = r.unsafe_share
+    ratios = [n / p for p, row in zip(pos, neg) if p > 0 for n in row]
+    out["mean_ratio"] = float(np.mean(ratios)) if ratios else 0.0
+    return out
+
+
+def rank_correlations(x: list[float], y: list[float]) -> dict[str, float]:
+    from scipy.stats import kendalltau, spearmanr
+
+    if len(x) < 3 or np.ptp(x) == 0:
+        return {"spearman": float("nan"), "spearman_p": float("nan"), "kendall": float("nan"), "kendall_p": float("nan")}
+    rho = spearmanr(x, y)
+    tau = kendalltau(x, y)
+    return {"spearman": float(rho.statistic), "spearman_p": float(rho.pvalue),
+            "kendall": float(tau.statistic), "kendall_p": float(tau.pvalue)}
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train(name: str, mined_dir: Path, out: Path, folder: Path, train_split: str, eval_split: str, ds: str, args) -> dict:
+    cmd = [sys.executable, str(ROOT / "recipes" / "train_with_hard_negatives.py"), "--strategy", "dataset",
+           "--dataset", str(mined_dir), "--train", str(folder), "--train-split", train_split,
+           "--eval", f"{folder}:{eval_split}", "--max-seq-length", str(args.max_seq_length),
+           "--num-negatives", str(args.num_negatives), "--batch-size", str(args.batch_size),
+           "--epochs", str(args.epochs), "--lr", str(args.lr), "--seed", str(args.seed), "--output", str(out)]
+    if ds == "nfcorpus":
+        cmd += ["--max-train-pairs", str(args.nfcorpus_train_pairs)]
+    logger.info("%s: training on %s", ds, name)
+    subprocess.run(cmd, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    return json.loads((out / "results.json").read_text())
+
+
+def run_dataset(ds: str, args) -> list[dict]:
+    import datasets
+
+    from st_hardneg.embeddings import Embedder
+    from st_hardneg.formats import load_mined
+    from st_hardneg.mining import load_model
+    from st_hardneg.teachers import BiEncoderScorer
+
+    folder, train_split, eval_split = DATASETS[ds]
+    path = Path(args.data) / folder
+    cache_dir = args.cache_dir
+    model = load_model(None, max_seq_length=args.max_seq_length)
+    max_pairs = args.nfcorpus_train_pairs if ds == "nfcorpus" else None
+    data, _ = recipe.training_pairs(str(path), train_split, max_pairs)
+    student = Embedder(model, cache_dir=cache_dir, show_progress=False)
+    student.encode(data.corpus_texts, "document")  # mine()'s cache entry; serves every subset below from memory
+    scorers = {"student": BiEncoderScorer(student)}
+    teacher = None
+    if args.teacher:
+        teacher = recipe.primed_teacher(args.teacher, data.corpus_texts, args.max_seq_length, cache_dir)
+        scorers["teacher"] = teacher
+    rows = []
+    for name in args.strategies:
+        work = Path(args.work) / ds / name
+        mined_dir = work / "mined"
+        quality = Path(args.quality_runs) / ds / name
+        stats: dict = {}
+        if name == "st-percpos":
+            if not (quality / "mined").is_dir():
+                logger.warning("%s: skipping st-percpos: %s has no mined set (run bench_quality.py row 3)", ds, quality)
+                continue
+            dataset, mined_dir = datasets.load_from_disk(str(quality / "mined")), quality / "mined"
+        elif mined_dir.is_dir():
+            try:
+                dataset = load_mined(mined_dir)[0]
+            except FileNotFoundError:
+                dataset = datasets.load_from_disk(str(mined_dir))
+            if (work / "stats.json").is_file():
+                stats = json.loads((work / "stats.json").read_text())
+        else:
+            start = time.perf_counter()
+            dataset, stats = mine_strategy(name, data, model, args, cache_dir, teacher)
+            logger.info("%s: mined %s (%d rows) in %.1f s", ds, name, len(dataset), time.perf_counter() - start)
+            work.mkdir(parents=True, exist_ok=True)
+            dataset.save_to_disk(str(mined_dir))
+            (work / "stats.json").write_text(json.dumps(stats, indent=1))
+        entry = {"strategy": name, "label": STRATEGIES[name], "rows": len(dataset)}
+        for scorer_name, scorer in scorers.items():
+            entry[scorer_name] = predictors(*scores_of(dataset, scorer))
+        if not args.mine_only:
+            result = None
+            if (work / "results.json").is_file():
+                result = json.loads((work / "results.json").read_text())
+            elif name in SHARED and (quality / "results.json").is_file():
+                theirs = json.loads((quality / "results.json").read_text())
+                if name == "st-percpos" or ((quality / "mined").is_dir() and _same_rows(
+                        dataset, datasets.load_from_disk(str(quality / "mined")))) or (
+                        not (quality / "mined").is_dir() and _same_stats(stats, theirs.get("mining", {}).get("stats", {}))):
+                    result, entry["trained_in"] = theirs, str(quality)
+                else:
+                    logger.warning("%s: %s differs from the quality benchmark's set; training it here", ds, name)
+            if result is None:
+                result = train(name, mined_dir, work, path, train_split, eval_split, ds, args)
+            (ev,) = result["eval"].values()
+            entry.update(ndcg10=ev["ndcg@10"], recall100=ev["recall@100"], train_seconds=result.get("train_seconds"))
+        rows.append(entry)
+        logger.info("%s %s: %s", ds, name, {k: entry[k] for k in entry if k in ("ndcg10", "rows")} | {
+            "eci": round(entry["student"]["eci"], 4)})
+    return rows
+
+
+# ----------------------------------------------------------------------------- report
+
+PREDICTORS = [
+    ("eci", "ECI (alpha 0.95)"), ("eci@0.9", "ECI (alpha 0.90)"), ("eci@0.99", "ECI (alpha 0.99)"),
+    ("efficiency", "E = 2HS/(H+S), no capacity"), ("capacity", "C = log(1 + safe)"), ("hardness", "H"),
+    ("safety", "S"), ("safe_fraction", "safe fraction"), ("s0_share", "share of S = 0 (lower is better)"),
+    ("mean_ratio", "mean negative/positive score"),
+]
+
+
+def render(results: dict[str, list[dict]], args, seconds: float) -> tuple[str, dict]:
+    from st_hardneg.plots import scatter_png
+
+    lines = [
+        "# ECI validation: does ECI before training predict nDCG@10 after it?",
+        "",
+        f"- command: `python {' '.join(sys.argv)}`",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; whole run {seconds / 60:.1f} min; "
+        f"{os.cpu_count()} CPU cores, {platform.machine()}",
+        f"- student all-MiniLM-L6-v2, MNRL, batch {args.batch_size}, lr {args.lr}, {args.epochs:g} epoch, max length "
+        f"{args.max_seq_length}, {args.num_negatives} negatives, seed {args.seed} (the quality benchmark's settings)",
+        f"- ECI scorers: the untrained student (raw cosine, clipped at 0) and the teacher `{args.teacher}`",
+        "- rho / tau: Spearman / Kendall rank correlation with nDCG@10 across strategies (p in brackets)",
+        "",
+    ]
+    correlations: dict = {}
+    for ds, rows in results.items():
+        trained = [r for r in rows if "ndcg10" in r]
+        lines += [f"## {ds}", "", "| # | strategy | rows | ECI (student) | H | S | C | S = 0 share | ECI (teacher) "
+                  "| nDCG@10 | Recall@100 | train s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for i, r in enumerate(rows, 1):
+            s, t = r["student"], r.get("teacher", {})
+            lines.append(f"| {i} | {r['label']} | {r['rows']} | {s['eci']:.3f} | {s['hardness']:.3f} | {s['safety']:.3f} | "
+                         f"{s['capacity']:.3f} | {s['s0_share']:.3f} | {t.get('eci', float('nan')):.3f} | "
+                         f"{r.get('ndcg10', float('nan')):.4f} | {r.get('recall100', float('nan')):.4f} | "
+                         f"{r.get('train_seconds') or '–'} |")
+        lines.append("")
+        if len(trained) >= 3:
+            ndcg = [r["ndcg10"] for r in trained]
+            correlations[ds] = {}
+            lines += ["| predictor | scorer | rho | tau |", "|---|---|---:|---:|"]
+            for scorer in ("student", "teacher"):
+                if scorer not in trained[0]:
+                    continue
+                for key, label in PREDICTORS:
+                    sign = -1 if key == "s0_share" else 1
+                    c = rank_correlations([sign * r[scorer][key] for r in trained], ndcg)
+                    correlations[ds][f"{scorer}:{key}"] = c
+                    lines.append(f"| {label} | {scorer} | {c['spearman']:.3f} ({c['spearman_p']:.3f}) | "
+                                 f"{c['kendall']:.3f} ({c['kendall_p']:.3f}) |")
+            png = Path(args.output).with_name(f"eci_{ds}.png")
+            png.write_bytes(scatter_png([r["student"]["eci"] for r in trained], ndcg,
+                                        labels=[str(rows.index(r) + 1) for r in trained]))
+            lines += ["", f"![ECI (student) against nDCG@10 on {ds}]({png.name})", "",
+                      f"`{png.name}`: x = ECI under the student, y = nDCG@10; points numbered as in the first table.", ""]
+    return "\n".join(lines), correlations
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = parse_args(argv)
+    started = time.time()
+    results = {ds: run_dataset(ds, args) for ds in args.datasets}
+    report, correlations = render(results, args, time.time() - started)
+    print(report)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report, encoding="utf-8")
+    out.with_suffix(".json").write_text(json.dumps({"results": results, "correlations": correlations}, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
