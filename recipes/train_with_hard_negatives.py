@@ -69,30 +69,53 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def training_pairs(folder: str, split: str, max_pairs: int | None):
-    """(MiningData, datasets.Dataset of anchor/positive) with at most ``max_pairs`` pairs."""
+    """(mining data, training pairs) with at most ``max_pairs`` training pairs.
+
+    A cap keeps one positive per query first, then the rest, so it covers as many queries as it
+    can. The *mining* data keeps every labelled positive of the chosen queries, so none of them can
+    be drawn as a negative: on NFCorpus a query has 42 positives on average, and a capped pair list
+    alone would hand most of them to the miner as "negatives".
+    """
     from st_hardneg import load_beir
     from st_hardneg.data import MiningData
 
     data = load_beir(folder, split)
     pairs = data.pairs
     if max_pairs is not None and len(pairs) > max_pairs:
-        # One positive per query first, then the rest, so a cap keeps as many queries as possible.
         seen, first, rest = set(), [], []
         for p in pairs:
             (rest if p[0] in seen else first).append(p)
             seen.add(p[0])
         pairs = sorted((first + rest)[:max_pairs])
-        data = MiningData(data.corpus_ids, data.corpus_texts, data.query_ids, data.query_texts, pairs, data.source)
+        chosen = {q for q, _ in pairs}
+        data = MiningData(data.corpus_ids, data.corpus_texts, data.query_ids, data.query_texts,
+                          [p for p in data.pairs if p[0] in chosen], data.source)
     dataset = datasets.Dataset.from_dict({
-        "anchor": [data.query_texts[q] for q, _ in data.pairs],
-        "positive": [data.corpus_texts[d] for _, d in data.pairs],
+        "anchor": [data.query_texts[q] for q, _ in pairs],
+        "positive": [data.corpus_texts[d] for _, d in pairs],
     })
     return data, dataset
+
+
+def pairs_dataset(data) -> datasets.Dataset:
+    """Every (anchor, positive) pair of the mining data, as the collator and sentence-transformers take them."""
+    return datasets.Dataset.from_dict({"anchor": [data.query_texts[q] for q, _ in data.pairs],
+                                       "positive": [data.corpus_texts[d] for _, d in data.pairs]})
+
+
+def only_training_rows(mined, pairs):
+    """The rows of ``mined`` whose (anchor, positive) is a training pair (mining may cover more pairs)."""
+    if len(mined) == len(pairs):
+        return mined
+    wanted = set(zip(pairs["anchor"], pairs["positive"]))
+    keep = [i for i, (a, p) in enumerate(zip(mined["anchor"], mined["positive"])) if (a, p) in wanted]
+    return mined.select(keep)
 
 
 def build_training(args, model, data, pairs, cache_dir):
     """(train dataset, data collator or None, mining info) for the chosen strategy."""
     from st_hardneg import MiningDataCollator, PositiveAwareFilter, mine
+    from st_hardneg.formats import provenance
 
     percpos = PositiveAwareFilter(perc=0.95)
     uses_teacher = args.strategy in ("hybrid-teacher", "collator-refresh")
@@ -104,6 +127,8 @@ def build_training(args, model, data, pairs, cache_dir):
     if args.strategy == "dataset":
         if not args.dataset:
             raise SystemExit("--strategy dataset needs --dataset")
+        if not Path(args.dataset).is_dir():
+            raise SystemExit(f"--dataset {args.dataset}: no such folder")
         from st_hardneg.formats import load_mined
 
         try:
@@ -114,9 +139,11 @@ def build_training(args, model, data, pairs, cache_dir):
     if args.strategy == "st-percpos":
         from sentence_transformers.util import mine_hard_negatives
 
-        mined = mine_hard_negatives(pairs, model, corpus=data.corpus_texts, relative_margin=0.05,
+        every_pair = pairs if len(data.pairs) == len(pairs) else pairs_dataset(data)  # all positives excluded
+        mined = mine_hard_negatives(every_pair, model, corpus=data.corpus_texts, relative_margin=0.05,
                                     num_negatives=args.num_negatives, output_format="n-tuple", use_faiss=True,
                                     batch_size=32, verbose=False)
+        mined = only_training_rows(mined, pairs)
         if args.save_mined:
             mined.save_to_disk(str(Path(args.output) / "mined"))
         return mined, None, {"rows": len(mined)}
@@ -124,10 +151,17 @@ def build_training(args, model, data, pairs, cache_dir):
         result = mine(data, model, retriever="dense" if args.strategy == "dense-percpos" else "hybrid",
                       teacher=teacher, filter=percpos, num_negatives=args.num_negatives, seed=args.seed,
                       cache_dir=cache_dir, show_progress=False)
+        mined = only_training_rows(result.to_dataset("n-tuple"), pairs)
         if args.save_mined:
-            result.save(str(Path(args.output) / "mined"), "n-tuple")
-        return result.to_dataset("n-tuple"), None, {"rows": result.stats.output_rows, "stats": result.stats.to_dict()}
-    collator = MiningDataCollator(model, pairs, corpus=data.corpus_texts, retriever="hybrid", teacher=teacher,
+            mined.save_to_disk(str(Path(args.output) / "mined"))
+            (Path(args.output) / "mined" / "st_hardneg.json").write_text(
+                json.dumps(provenance(result, "n-tuple"), indent=1), encoding="utf-8")
+        info = {"rows": len(mined), "stats": result.stats.to_dict()}
+        if teacher is not None:
+            info["teacher"] = teacher_info(teacher)
+        return mined, None, info
+    # The collator knows every labelled pair (its pools exclude all positives); the trainer feeds the capped ones.
+    collator = MiningDataCollator(model, pairs_dataset(data), corpus=data.corpus_texts, retriever="hybrid", teacher=teacher,
                                   filter=percpos, num_negatives=args.num_negatives, refresh="rescore",
                                   refresh_steps=args.refresh_steps, seed=args.seed, cache_dir=cache_dir,
                                   show_progress=False)
@@ -149,6 +183,14 @@ def primed_teacher(name_or_path: str, corpus: list[str], max_seq_length: int, ca
     embedder.encode(list(dict.fromkeys(corpus)), "document")
     logger.info("teacher corpus embeddings ready in %.1f s (%s)", time.perf_counter() - start, embedder.stats)
     return BiEncoderScorer(embedder)
+
+
+def teacher_info(scorer) -> dict:
+    """What the run's teacher was: its name and, for a bi-encoder, its max length and encoding counts."""
+    embedder = getattr(scorer, "embedder", None)
+    if embedder is None:
+        return {"name": scorer.name}
+    return {"name": scorer.name, "max_seq_length": embedder.model.max_seq_length, "encoded": dict(embedder.stats)}
 
 
 def evaluate(model, specs: list[str], batch_size: int = 64) -> dict:

@@ -112,13 +112,19 @@ def _n_tuple(anchors: list[str], positives: list[str], negatives: list[list[str]
     return datasets.Dataset.from_dict(cols)
 
 
-def _custom_rows(data, choose_docs) -> tuple[list[str], list[str], list[list[str]]]:
-    """Rows for every (query, positive) pair; ``choose_docs(row, q, d, banned)`` returns document indices."""
+def _custom_rows(data, pairs, choose_docs) -> tuple[list[str], list[str], list[list[str]]]:
+    """Rows for the training ``pairs``; ``choose_docs(row, q, d, banned)`` returns document indices.
+
+    Every labelled positive of the query (``data`` may know more than the training pairs) is banned.
+    """
     from st_hardneg.filters import normalize_text
 
     positives = data.positives_by_query()
+    wanted = set(zip(pairs["anchor"], pairs["positive"]))
     anchors, pos, negs = [], [], []
     for row, (q, d) in enumerate(data.pairs):
+        if (data.query_texts[q], data.corpus_texts[d]) not in wanted:
+            continue
         banned_text = {normalize_text(data.corpus_texts[p]) for p in positives[q]}
         banned = set(positives[q])
         picked = choose_docs(row, q, d, lambda c: c in banned or normalize_text(data.corpus_texts[c]) in banned_text)
@@ -139,7 +145,7 @@ def _first(order, is_banned, k: int) -> list[int]:
     return out
 
 
-def mine_strategy(name: str, data, model, args, cache_dir: str, teacher) -> tuple[object, dict]:
+def mine_strategy(name: str, data, pairs, model, args, cache_dir: str, teacher) -> tuple[object, dict]:
     """(n-tuple dataset, mining statistics or {}) for one strategy."""
     from st_hardneg import PositiveAwareFilter, mine
     from st_hardneg.candidates import BM25Retriever
@@ -160,10 +166,10 @@ def mine_strategy(name: str, data, model, args, cache_dir: str, teacher) -> tupl
         # Same call as train_with_hard_negatives.py, so shared strategies mine identical sets.
         result = mine(data, model, num_negatives=k, seed=args.seed, cache_dir=cache_dir, show_progress=False,
                       **mined_by_engine[name])
-        return result.to_dataset("n-tuple"), result.stats.to_dict()
+        return recipe.only_training_rows(result.to_dataset("n-tuple"), pairs), result.stats.to_dict()
     n_docs = len(data.corpus_texts)
     if name == "random":
-        rows = _custom_rows(data, lambda row, q, d, banned: _first(row_rng(args.seed, row).permutation(n_docs), banned, k))
+        rows = _custom_rows(data, pairs, lambda row, q, d, banned: _first(row_rng(args.seed, row).permutation(n_docs), banned, k))
     elif name == "bm25":
         bm25 = BM25Retriever("bm25s", show_progress=False)
         bm25.index(data.corpus_texts)
@@ -171,27 +177,47 @@ def mine_strategy(name: str, data, model, args, cache_dir: str, teacher) -> tupl
         most = max(len(p) for p in data.positives_by_query().values())
         indices, _ = bm25.search([data.query_texts[q] for q in queries], k + most + 10)
         ranked = dict(zip(queries, indices))
-        rows = _custom_rows(data, lambda row, q, d, banned: _first(ranked[q], banned, k))
+        rows = _custom_rows(data, pairs, lambda row, q, d, banned: _first(ranked[q], banned, k))
     elif name == "unsafe":
         embedder = Embedder(model, cache_dir=cache_dir, show_progress=False)
         docs = embedder.encode(data.corpus_texts, "document")
         queries = sorted(data.positives_by_query())
         qemb = dict(zip(queries, embedder.encode([data.query_texts[q] for q in queries], "query")))
+        positives = data.positives_by_query()
 
         def nearest(row, q, d, banned):
             # Among the query's 100 nearest documents, those most like its positive: relevant-looking
             # near-duplicates, the likeliest false negatives there are.
-            top = np.argsort(-(docs @ qemb[q]), kind="stable")[:100]
+            top = np.argsort(-(docs @ qemb[q]), kind="stable")[: 100 + len(positives[q])]
             return _first(top[np.argsort(-(docs[top] @ docs[d]), kind="stable")], banned, k)
 
-        rows = _custom_rows(data, nearest)
+        rows = _custom_rows(data, pairs, nearest)
     else:
         raise ValueError(f"strategy {name!r} is not mined here")
-    dataset = _n_tuple(*rows)
     short = [i for i, negs in enumerate(rows[2]) if len(negs) < k]
     if short:
         raise RuntimeError(f"strategy {name}: rows {short[:5]} got fewer than {k} negatives")
-    return dataset, {}
+    return _n_tuple(*rows), {}
+
+
+def mining_config(name: str, args) -> dict:
+    """Every setting that changes what a strategy mines (a saved set is reused only when it matches)."""
+    return {"strategy": name, "num_negatives": args.num_negatives, "max_seq_length": args.max_seq_length,
+            "seed": args.seed, "teacher": args.teacher if name == "hybrid-teacher" else None,
+            "max_train_pairs": args.nfcorpus_train_pairs if args.dataset_name == "nfcorpus" else None}
+
+
+def training_config(name: str, args) -> dict:
+    return {**mining_config(name, args), "batch_size": args.batch_size, "epochs": args.epochs, "lr": args.lr}
+
+
+def _quality_run_matches(name: str, theirs: dict, args) -> bool:
+    """Whether a bench_quality.py run was trained with this recipe's settings."""
+    settings = theirs.get("settings", {})
+    ours = training_config(name, args)
+    keys = ("num_negatives", "max_seq_length", "seed", "batch_size", "epochs", "lr", "max_train_pairs")
+    same = all(settings.get(k) == ours[k] for k in keys)
+    return same and (name != "hybrid-teacher" or settings.get("teacher") == args.teacher)
 
 
 def _same_stats(ours: dict, theirs: dict) -> bool:
@@ -204,6 +230,10 @@ def _same_rows(a, b) -> bool:
 
 
 # ----------------------------------------------------------------------------- scoring and statistics
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def scores_of(dataset, scorer) -> tuple[list[str], list[float], list[np.ndarray]]:
@@ -232,14 +262,23 @@ def predictors(queries, pos, neg) -> dict[str, float]:
     return out
 
 
-def rank_correlations(x: list[float], y: list[float]) -> dict[str, float]:
-    from scipy.stats import kendalltau, spearmanr
+def rank_correlations(x: list[float], y: list[float], permutations: int = 20_000, seed: int = 0) -> dict[str, float]:
+    """Spearman's rho and Kendall's tau with two-sided p-values fit for a handful of points.
 
-    if len(x) < 3 or np.ptp(x) == 0:
+    SciPy's Spearman p-value is a t approximation, loose at n of about 9, so rho's p comes from
+    ``permutations`` seeded random relabellings; Kendall's uses SciPy's exact distribution (no ties).
+    """
+    from scipy.stats import kendalltau, rankdata, spearmanr
+
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return {"spearman": float("nan"), "spearman_p": float("nan"), "kendall": float("nan"), "kendall_p": float("nan")}
-    rho = spearmanr(x, y)
+    rho = float(spearmanr(x, y).statistic)
+    rx, ry = (rankdata(v) - (len(v) + 1) / 2 for v in (x, y))  # centred (average) ranks
+    rng = np.random.default_rng(seed)
+    shuffled = ry[np.argsort(rng.random((permutations, len(ry))), axis=1)]  # one permutation per row
+    perms = shuffled @ rx / np.sqrt((rx @ rx) * (ry @ ry))  # Pearson on ranks = Spearman
     tau = kendalltau(x, y)
-    return {"spearman": float(rho.statistic), "spearman_p": float(rho.pvalue),
+    return {"spearman": rho, "spearman_p": float((np.abs(perms) >= abs(rho) - 1e-12).mean()),
             "kendall": float(tau.statistic), "kendall_p": float(tau.pvalue)}
 
 
@@ -269,10 +308,11 @@ def run_dataset(ds: str, args) -> list[dict]:
 
     folder, train_split, eval_split = DATASETS[ds]
     path = Path(args.data) / folder
-    cache_dir = args.cache_dir
+    cache_dir = None if args.cache_dir == "none" else args.cache_dir
+    args.dataset_name = ds
     model = load_model(None, max_seq_length=args.max_seq_length)
     max_pairs = args.nfcorpus_train_pairs if ds == "nfcorpus" else None
-    data, _ = recipe.training_pairs(str(path), train_split, max_pairs)
+    data, pairs = recipe.training_pairs(str(path), train_split, max_pairs)
     student = Embedder(model, cache_dir=cache_dir, show_progress=False)
     student.encode(data.corpus_texts, "document")  # mine()'s cache entry; serves every subset below from memory
     scorers = {"student": BiEncoderScorer(student)}
@@ -287,11 +327,13 @@ def run_dataset(ds: str, args) -> list[dict]:
         quality = Path(args.quality_runs) / ds / name
         stats: dict = {}
         if name == "st-percpos":
-            if not (quality / "mined").is_dir():
-                logger.warning("%s: skipping st-percpos: %s has no mined set (run bench_quality.py row 3)", ds, quality)
+            theirs = _read_json(quality / "results.json")
+            if not (quality / "mined").is_dir() or not _quality_run_matches(name, theirs, args):
+                logger.warning("%s: skipping st-percpos: %s holds no mined set made with these settings "
+                               "(run bench_quality.py row 3)", ds, quality)
                 continue
             dataset, mined_dir = datasets.load_from_disk(str(quality / "mined")), quality / "mined"
-        elif mined_dir.is_dir():
+        elif mined_dir.is_dir() and _read_json(work / "config.json").get("mining") == mining_config(name, args):
             try:
                 dataset = load_mined(mined_dir)[0]
             except FileNotFoundError:
@@ -300,20 +342,23 @@ def run_dataset(ds: str, args) -> list[dict]:
                 stats = json.loads((work / "stats.json").read_text())
         else:
             start = time.perf_counter()
-            dataset, stats = mine_strategy(name, data, model, args, cache_dir, teacher)
+            dataset, stats = mine_strategy(name, data, pairs, model, args, cache_dir, teacher)
             logger.info("%s: mined %s (%d rows) in %.1f s", ds, name, len(dataset), time.perf_counter() - start)
             work.mkdir(parents=True, exist_ok=True)
+            (work / "results.json").unlink(missing_ok=True)  # trained on an older set
             dataset.save_to_disk(str(mined_dir))
             (work / "stats.json").write_text(json.dumps(stats, indent=1))
+            (work / "config.json").write_text(json.dumps({"mining": mining_config(name, args)}, indent=1))
         entry = {"strategy": name, "label": STRATEGIES[name], "rows": len(dataset)}
         for scorer_name, scorer in scorers.items():
             entry[scorer_name] = predictors(*scores_of(dataset, scorer))
         if not args.mine_only:
             result = None
-            if (work / "results.json").is_file():
+            config = _read_json(work / "config.json")
+            if (work / "results.json").is_file() and config.get("training") == training_config(name, args):
                 result = json.loads((work / "results.json").read_text())
-            elif name in SHARED and (quality / "results.json").is_file():
-                theirs = json.loads((quality / "results.json").read_text())
+            elif name in SHARED and (quality / "results.json").is_file() and _quality_run_matches(
+                    name, theirs := json.loads((quality / "results.json").read_text()), args):
                 if name == "st-percpos" or ((quality / "mined").is_dir() and _same_rows(
                         dataset, datasets.load_from_disk(str(quality / "mined")))) or (
                         not (quality / "mined").is_dir() and _same_stats(stats, theirs.get("mining", {}).get("stats", {}))):
@@ -322,6 +367,8 @@ def run_dataset(ds: str, args) -> list[dict]:
                     logger.warning("%s: %s differs from the quality benchmark's set; training it here", ds, name)
             if result is None:
                 result = train(name, mined_dir, work, path, train_split, eval_split, ds, args)
+                work.mkdir(parents=True, exist_ok=True)
+                (work / "config.json").write_text(json.dumps({**config, "training": training_config(name, args)}, indent=1))
             (ev,) = result["eval"].values()
             entry.update(ndcg10=ev["ndcg@10"], recall100=ev["recall@100"], train_seconds=result.get("train_seconds"))
         rows.append(entry)
@@ -335,7 +382,7 @@ def run_dataset(ds: str, args) -> list[dict]:
 PREDICTORS = [
     ("eci", "ECI (alpha 0.95)"), ("eci@0.9", "ECI (alpha 0.90)"), ("eci@0.99", "ECI (alpha 0.99)"),
     ("efficiency", "E = 2HS/(H+S), no capacity"), ("capacity", "C = log(1 + safe)"), ("hardness", "H"),
-    ("safety", "S"), ("safe_fraction", "safe fraction"), ("s0_share", "share of S = 0 (lower is better)"),
+    ("safety", "S"), ("safe_fraction", "safe fraction"), ("s0_share", "minus the share of S = 0"),
     ("mean_ratio", "mean negative/positive score"),
 ]
 
@@ -352,7 +399,8 @@ def render(results: dict[str, list[dict]], args, seconds: float) -> tuple[str, d
         f"- student all-MiniLM-L6-v2, MNRL, batch {args.batch_size}, lr {args.lr}, {args.epochs:g} epoch, max length "
         f"{args.max_seq_length}, {args.num_negatives} negatives, seed {args.seed} (the quality benchmark's settings)",
         f"- ECI scorers: the untrained student (raw cosine, clipped at 0) and the teacher `{args.teacher}`",
-        "- rho / tau: Spearman / Kendall rank correlation with nDCG@10 across strategies (p in brackets)",
+        "- rho / tau: Spearman / Kendall rank correlation with nDCG@10 across strategies; in brackets two-sided p "
+        "(rho: 20,000 random permutations; tau: exact)",
         "",
     ]
     correlations: dict = {}
@@ -377,7 +425,7 @@ def render(results: dict[str, list[dict]], args, seconds: float) -> tuple[str, d
                 for key, label in PREDICTORS:
                     sign = -1 if key == "s0_share" else 1
                     c = rank_correlations([sign * r[scorer][key] for r in trained], ndcg)
-                    correlations[ds][f"{scorer}:{key}"] = c
+                    correlations[ds][f"{scorer}:{'-' if sign < 0 else ''}{key}"] = c
                     lines.append(f"| {label} | {scorer} | {c['spearman']:.3f} ({c['spearman_p']:.3f}) | "
                                  f"{c['kendall']:.3f} ({c['kendall_p']:.3f}) |")
             png = Path(args.output).with_name(f"eci_{ds}.png")
@@ -392,6 +440,9 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = parse_args(argv)
+    if not args.teacher and "hybrid-teacher" in args.strategies:
+        logger.warning("no --teacher: leaving out hybrid-teacher")
+        args.strategies = [s for s in args.strategies if s != "hybrid-teacher"]
     started = time.time()
     results = {ds: run_dataset(ds, args) for ds in args.datasets}
     report, correlations = render(results, args, time.time() - started)

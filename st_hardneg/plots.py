@@ -76,8 +76,13 @@ def _text(image: np.ndarray, x: int, y: int, text: str, color=(0, 0, 0), scale: 
                 image[max(top, 0):max(min(top + scale, height), 0), max(left, 0):max(min(left + scale, width), 0)] = color
 
 
+def _tick(value: float) -> str:
+    """A tick label: two decimals below 100, whole numbers above (never trimmed)."""
+    return f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"
+
+
 def scatter_png(x: np.ndarray | list[float], y: np.ndarray | list[float], *, labels: list[str] | None = None,
-                width: int = 480, height: int = 360, margin: int = 44) -> bytes:
+                width: int = 480, height: int = 360, margin: int = 52) -> bytes:
     """PNG bytes of a scatter plot of ``y`` against ``x`` with min/max ticks and numbered points.
 
     ``labels`` (digits only, e.g. ``"3"``) are drawn beside each point, so a caption can name them.
@@ -102,10 +107,11 @@ def scatter_png(x: np.ndarray | list[float], y: np.ndarray | list[float], *, lab
     py = (bottom - (y - y0) / (y1 - y0) * (bottom - top)).round().astype(int)
     for value, pos in ((x.min(), px.min()), (x.max(), px.max())):
         image[bottom:bottom + 5, pos] = 0
-        _text(image, pos - 12, bottom + 8, f"{value:.2f}")
+        _text(image, pos - 12, bottom + 8, _tick(value))
     for value, pos in ((y.min(), py.max()), (y.max(), py.min())):  # pixel rows grow downwards
         image[pos, left - 5:left] = 0
-        _text(image, 2, pos - 5, f"{value:.2f}"[-5:])
+        label = _tick(value)
+        _text(image, left - 7 - len(label) * 8, pos - 5, label)  # right-aligned against the axis
     for i, (cx, cy) in enumerate(zip(px, py)):
         image[cy - 3:cy + 4, cx - 3:cx + 4] = (70, 110, 190)
         if labels is not None:
