@@ -123,8 +123,10 @@ def _custom_rows(data, pairs, choose_docs) -> tuple[list[str], list[str], list[l
     wanted = set(zip(pairs["anchor"], pairs["positive"]))
     anchors, pos, negs = [], [], []
     for row, (q, d) in enumerate(data.pairs):
-        if (data.query_texts[q], data.corpus_texts[d]) not in wanted:
+        key = (data.query_texts[q], data.corpus_texts[d])
+        if key not in wanted:
             continue
+        wanted.discard(key)  # corpora repeat texts: one row per training pair, as the engine gives
         banned_text = {normalize_text(data.corpus_texts[p]) for p in positives[q]}
         banned = set(positives[q])
         picked = choose_docs(row, q, d, lambda c: c in banned or normalize_text(data.corpus_texts[c]) in banned_text)
