@@ -28,6 +28,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "recipes"))
+import train_with_hard_negatives as recipe  # noqa: E402
 from st_hardneg.evaluation import paired_permutation_test  # noqa: E402
 
 # (row, run folder, label, recipe strategy, extra recipe flags)
@@ -56,14 +58,7 @@ def main() -> None:
                    help="datasets to train and evaluate on")
     p.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], help="row numbers to run (1-7)")
     p.add_argument("--teacher", default=None, help="teacher for rows 5-7 (e.g. all-mpnet-base-v2's folder)")
-    p.add_argument("--max-seq-length", type=int, default=128, help="max tokens for mining, training and evaluation")
-    p.add_argument("--num-negatives", type=int, default=4, help="hard negatives per row (row 7: 1)")
-    p.add_argument("--batch-size", type=int, default=32, help="training batch size")
-    p.add_argument("--epochs", type=float, default=1.0, help="training epochs")
-    p.add_argument("--lr", type=float, default=2e-5, help="learning rate")
-    p.add_argument("--seed", type=int, default=42, help="seed for everything")
-    p.add_argument("--nfcorpus-train-pairs", type=int, default=1000,
-                   help="NFCorpus train qrels have 110k pairs: keep this many (one positive per query first)")
+    recipe.add_benchmark_flags(p)  # row 7 overrides --num-negatives with 1
     p.add_argument("--refresh-steps", type=int, default=10, help="row 6: refresh every this many steps")
     p.add_argument("--work", default=str(ROOT / "benchmarks" / "results" / "quality_runs"),
                    help="folder for each row's results.json")
@@ -83,14 +78,10 @@ def main() -> None:
                 continue
             out = Path(args.work) / name / folder_name
             if not (args.reuse and (out / "results.json").is_file()):
-                cmd = [sys.executable, str(ROOT / "recipes" / "train_with_hard_negatives.py"), "--strategy", strategy,
-                       "--train", str(path), "--train-split", train_split, "--eval", f"{path}:{eval_split}",
-                       "--max-seq-length", str(args.max_seq_length), "--num-negatives", str(args.num_negatives),
-                       "--batch-size", str(args.batch_size), "--epochs", str(args.epochs), "--lr", str(args.lr),
-                       "--seed", str(args.seed), "--refresh-steps", str(args.refresh_steps), "--output", str(out),
-                       "--save-mined", *extra]  # the mined sets feed recipes/validate_eci.py
-                if name == "nfcorpus":
-                    cmd += ["--max-train-pairs", str(args.nfcorpus_train_pairs)]
+                cap = args.nfcorpus_train_pairs if name == "nfcorpus" else None
+                # --save-mined: the mined sets feed recipes/validate_eci.py
+                cmd = recipe.recipe_command(strategy, path, train_split, eval_split, args, cap, "--refresh-steps",
+                                            str(args.refresh_steps), "--output", str(out), "--save-mined", *extra)
                 if args.teacher:
                     cmd += ["--teacher", args.teacher]
                 print(f"[{time.strftime('%H:%M:%S')}] {name} row {number}: {folder_name}", flush=True)

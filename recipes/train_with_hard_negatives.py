@@ -90,17 +90,39 @@ def training_pairs(folder: str, split: str, max_pairs: int | None):
         chosen = {q for q, _ in pairs}
         data = MiningData(data.corpus_ids, data.corpus_texts, data.query_ids, data.query_texts,
                           [p for p in data.pairs if p[0] in chosen], data.source)
-    dataset = datasets.Dataset.from_dict({
-        "anchor": [data.query_texts[q] for q, _ in pairs],
-        "positive": [data.corpus_texts[d] for _, d in pairs],
-    })
-    return data, dataset
+    return data, pairs_dataset(data, pairs)
 
 
-def pairs_dataset(data) -> datasets.Dataset:
-    """Every (anchor, positive) pair of the mining data, as the collator and sentence-transformers take them."""
-    return datasets.Dataset.from_dict({"anchor": [data.query_texts[q] for q, _ in data.pairs],
-                                       "positive": [data.corpus_texts[d] for _, d in data.pairs]})
+def pairs_dataset(data, pairs=None) -> datasets.Dataset:
+    """(anchor, positive) texts of ``pairs`` (default: every pair of ``data``), as sentence-transformers takes them."""
+    pairs = data.pairs if pairs is None else pairs
+    return datasets.Dataset.from_dict({"anchor": [data.query_texts[q] for q, _ in pairs],
+                                       "positive": [data.corpus_texts[d] for _, d in pairs]})
+
+
+def add_benchmark_flags(p: argparse.ArgumentParser) -> None:
+    """The settings every benchmark run shares (``bench_quality.py``, ``validate_eci.py``), with their defaults."""
+    p.add_argument("--max-seq-length", type=int, default=128, help="max tokens for mining, training and evaluation")
+    p.add_argument("--num-negatives", type=int, default=4, help="negatives per training row")
+    p.add_argument("--batch-size", type=int, default=32, help="training batch size")
+    p.add_argument("--epochs", type=float, default=1.0, help="training epochs")
+    p.add_argument("--lr", type=float, default=2e-5, help="learning rate")
+    p.add_argument("--seed", type=int, default=42, help="seed for mining, sampling and training")
+    p.add_argument("--nfcorpus-train-pairs", type=int, default=1000,
+                   help="NFCorpus train qrels have 110k pairs: keep this many (one positive per query first)")
+
+
+def recipe_command(strategy: str, folder: Path, train_split: str, eval_split: str, args: argparse.Namespace,
+                   max_train_pairs: int | None, *extra: str) -> list[str]:
+    """The command line that runs this recipe for one benchmark row, with ``add_benchmark_flags``' settings."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--strategy", strategy, "--train", str(folder),
+           "--train-split", train_split, "--eval", f"{folder}:{eval_split}",
+           "--max-seq-length", str(args.max_seq_length), "--num-negatives", str(args.num_negatives),
+           "--batch-size", str(args.batch_size), "--epochs", str(args.epochs), "--lr", str(args.lr),
+           "--seed", str(args.seed)]
+    if max_train_pairs is not None:
+        cmd += ["--max-train-pairs", str(max_train_pairs)]
+    return cmd + list(extra)
 
 
 def only_training_rows(mined, pairs):

@@ -81,14 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES),
                    help="strategies to compare")
     p.add_argument("--teacher", default=None, help="teacher for hybrid-teacher and for ECI under the teacher")
-    p.add_argument("--max-seq-length", type=int, default=128, help="max tokens for mining, training and evaluation")
-    p.add_argument("--num-negatives", type=int, default=4, help="negatives per row")
-    p.add_argument("--batch-size", type=int, default=32, help="training batch size")
-    p.add_argument("--epochs", type=float, default=1.0, help="training epochs")
-    p.add_argument("--lr", type=float, default=2e-5, help="learning rate")
-    p.add_argument("--seed", type=int, default=42, help="seed for mining, sampling and training")
-    p.add_argument("--nfcorpus-train-pairs", type=int, default=1000,
-                   help="NFCorpus train qrels have 110k pairs: keep this many (one positive per query first)")
+    recipe.add_benchmark_flags(p)
     p.add_argument("--cache-dir", default="auto", help="embedding cache ('auto': ~/.cache/st_hardneg)")
     p.add_argument("--mine-only", action="store_true", help="mine and score ECI, train nothing (a quick look)")
     p.add_argument("--work", default=str(ROOT / "benchmarks" / "results" / "eci_runs"),
@@ -147,11 +140,10 @@ def _first(order, is_banned, k: int) -> list[int]:
     return out
 
 
-def mine_strategy(name: str, data, pairs, model, args, cache_dir: str, teacher) -> tuple[object, dict]:
+def mine_strategy(name: str, data, pairs, model, embedder, args, cache_dir: str, teacher) -> tuple[object, dict]:
     """(n-tuple dataset, mining statistics or {}) for one strategy."""
     from st_hardneg import PositiveAwareFilter, mine
     from st_hardneg.candidates import BM25Retriever
-    from st_hardneg.embeddings import Embedder
     from st_hardneg.sampling import row_rng
 
     k = args.num_negatives
@@ -181,7 +173,6 @@ def mine_strategy(name: str, data, pairs, model, args, cache_dir: str, teacher) 
         ranked = dict(zip(queries, indices))
         rows = _custom_rows(data, pairs, lambda row, q, d, banned: _first(ranked[q], banned, k))
     elif name == "unsafe":
-        embedder = Embedder(model, cache_dir=cache_dir, show_progress=False)
         docs = embedder.encode(data.corpus_texts, "document")
         queries = sorted(data.positives_by_query())
         qemb = dict(zip(queries, embedder.encode([data.query_texts[q] for q in queries], "query")))
@@ -222,6 +213,24 @@ def _quality_run_matches(name: str, theirs: dict, args) -> bool:
     return same and (name != "hybrid-teacher" or settings.get("teacher") == args.teacher)
 
 
+def _quality_result(name: str, dataset, stats: dict, quality: Path, args) -> dict | None:
+    """The bench_quality.py run of this strategy, when it trained exactly this set with these settings."""
+    import datasets
+
+    theirs = _read_json(quality / "results.json")
+    if name not in SHARED or not theirs or not _quality_run_matches(name, theirs, args):
+        return None
+    if name == "st-percpos":  # its set is the bench's own
+        return theirs
+    if (quality / "mined").is_dir():
+        same = _same_rows(dataset, datasets.load_from_disk(str(quality / "mined")))
+    else:  # runs from before --save-mined: their mining statistics must match
+        same = _same_stats(stats, theirs.get("mining", {}).get("stats", {}))
+    if not same:
+        logger.warning("%s differs from the quality benchmark's set; training it here", quality)
+    return theirs if same else None
+
+
 def _same_stats(ours: dict, theirs: dict) -> bool:
     keys = (set(ours) & set(theirs)) - {"hardness_histogram"}
     return bool(keys) and all(ours[key] == theirs[key] for key in keys)
@@ -236,15 +245,6 @@ def _same_rows(a, b) -> bool:
 
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def scores_of(dataset, scorer) -> tuple[list[str], list[float], list[np.ndarray]]:
-    from st_hardneg.eci import rows_of
-
-    queries, positives, negatives = rows_of(dataset)
-    pos = scorer.score(queries, [[p] for p in positives])
-    neg = scorer.score(queries, negatives)
-    return queries, [max(float(s[0]), 0.0) for s in pos], [np.clip(s, 0, None) for s in neg]
 
 
 def predictors(queries, pos, neg) -> dict[str, float]:
@@ -288,13 +288,9 @@ def rank_correlations(x: list[float], y: list[float], permutations: int = 20_000
 
 
 def train(name: str, mined_dir: Path, out: Path, folder: Path, train_split: str, eval_split: str, ds: str, args) -> dict:
-    cmd = [sys.executable, str(ROOT / "recipes" / "train_with_hard_negatives.py"), "--strategy", "dataset",
-           "--dataset", str(mined_dir), "--train", str(folder), "--train-split", train_split,
-           "--eval", f"{folder}:{eval_split}", "--max-seq-length", str(args.max_seq_length),
-           "--num-negatives", str(args.num_negatives), "--batch-size", str(args.batch_size),
-           "--epochs", str(args.epochs), "--lr", str(args.lr), "--seed", str(args.seed), "--output", str(out)]
-    if ds == "nfcorpus":
-        cmd += ["--max-train-pairs", str(args.nfcorpus_train_pairs)]
+    cap = args.nfcorpus_train_pairs if ds == "nfcorpus" else None
+    cmd = recipe.recipe_command("dataset", folder, train_split, eval_split, args, cap,
+                                "--dataset", str(mined_dir), "--output", str(out))
     logger.info("%s: training on %s", ds, name)
     subprocess.run(cmd, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     return json.loads((out / "results.json").read_text())
@@ -303,6 +299,7 @@ def train(name: str, mined_dir: Path, out: Path, folder: Path, train_split: str,
 def run_dataset(ds: str, args) -> list[dict]:
     import datasets
 
+    from st_hardneg.eci import row_scores
     from st_hardneg.embeddings import Embedder
     from st_hardneg.formats import load_mined
     from st_hardneg.mining import load_model
@@ -344,7 +341,7 @@ def run_dataset(ds: str, args) -> list[dict]:
                 stats = json.loads((work / "stats.json").read_text())
         else:
             start = time.perf_counter()
-            dataset, stats = mine_strategy(name, data, pairs, model, args, cache_dir, teacher)
+            dataset, stats = mine_strategy(name, data, pairs, model, student, args, cache_dir, teacher)
             logger.info("%s: mined %s (%d rows) in %.1f s", ds, name, len(dataset), time.perf_counter() - start)
             work.mkdir(parents=True, exist_ok=True)
             (work / "results.json").unlink(missing_ok=True)  # trained on an older set
@@ -353,20 +350,14 @@ def run_dataset(ds: str, args) -> list[dict]:
             (work / "config.json").write_text(json.dumps({"mining": mining_config(name, args)}, indent=1))
         entry = {"strategy": name, "label": STRATEGIES[name], "rows": len(dataset)}
         for scorer_name, scorer in scorers.items():
-            entry[scorer_name] = predictors(*scores_of(dataset, scorer))
+            entry[scorer_name] = predictors(*row_scores(dataset, scorer))
         if not args.mine_only:
             result = None
             config = _read_json(work / "config.json")
             if (work / "results.json").is_file() and config.get("training") == training_config(name, args):
                 result = json.loads((work / "results.json").read_text())
-            elif name in SHARED and (quality / "results.json").is_file() and _quality_run_matches(
-                    name, theirs := json.loads((quality / "results.json").read_text()), args):
-                if name == "st-percpos" or ((quality / "mined").is_dir() and _same_rows(
-                        dataset, datasets.load_from_disk(str(quality / "mined")))) or (
-                        not (quality / "mined").is_dir() and _same_stats(stats, theirs.get("mining", {}).get("stats", {}))):
-                    result, entry["trained_in"] = theirs, str(quality)
-                else:
-                    logger.warning("%s: %s differs from the quality benchmark's set; training it here", ds, name)
+            elif (result := _quality_result(name, dataset, stats, quality, args)) is not None:
+                entry["trained_in"] = str(quality)
             if result is None:
                 result = train(name, mined_dir, work, path, train_split, eval_split, ds, args)
                 work.mkdir(parents=True, exist_ok=True)

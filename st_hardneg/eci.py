@@ -220,11 +220,16 @@ def eci_score(
                                [[clip(v) for v in row] for row in dataset["negative_scores"]],
                                alpha=alpha, delta=delta, scorer="mined scores", name=name)
     scorer_obj = _as_scorer(scorer)
+    queries, pos, neg = row_scores(dataset, scorer_obj)
+    return eci_from_scores(queries, pos, neg, alpha=alpha, delta=delta, scorer=scorer_obj.name, name=name)
+
+
+def row_scores(dataset: Any, scorer: Scorer) -> tuple[list[str], list[float], list[np.ndarray]]:
+    """(query per row, positive score, negative scores) of a text layout, clipped at 0 as ECI reads them."""
     queries, positives, negatives = rows_of(dataset)
-    pos = scorer_obj.score(queries, [[p] for p in positives])
-    neg = scorer_obj.score(queries, negatives)
-    return eci_from_scores(queries, [max(float(s[0]), 0.0) for s in pos], [np.clip(s, 0, None) for s in neg],
-                           alpha=alpha, delta=delta, scorer=scorer_obj.name, name=name)
+    pos = scorer.score(queries, [[p] for p in positives])
+    neg = scorer.score(queries, negatives)
+    return queries, [max(float(s[0]), 0.0) for s in pos], [np.clip(s, 0, None) for s in neg]
 
 
 def _as_scorer(scorer: Any) -> Scorer:
