@@ -19,6 +19,11 @@ abstract, per query with positive score ``p`` and negative scores ``s_i`` from o
 Scores are a bi-encoder's raw cosine clipped at 0 (the scale PercPos uses; mapping cosine to
 ``(1 + cos) / 2`` compresses the ratios) or a cross-encoder's sigmoid. A query whose positive
 scores <= 0 has no safe negative and scores 0.
+
+How well it predicts training (``recipes/validate_eci.py``; numbers in the README): across 8-9
+mining strategies trained for one epoch, Spearman's rho between ECI and nDCG@10 was 0.93 on
+NFCorpus but 0.26 on SciFact, where safety ``S`` under a teacher (0.79) predicted better. A set
+is safe by construction under the model that filtered it, so score with a different, stronger one.
 """
 
 from __future__ import annotations

@@ -193,3 +193,30 @@ def test_two_process_accelerate_launch(tmp_path, shared_data):
     assert ranks[0]["after_refresh"] == ranks[1]["after_refresh"]
     assert ranks[0]["world"] == ranks[1]["world"] == 2
     assert ranks[0]["refreshes"] == ranks[1]["refreshes"] == 2  # refresh_steps=1, 2 steps, in step on every rank
+
+
+def test_eci_callback_scores_the_batches_the_collator_just_built(pairs, student, cache_dir, tmp_path, caplog):
+    from st_hardneg import ECICallback
+
+    dataset, data = pairs
+    collator = MiningDataCollator(student, dataset, corpus=data.corpus_texts, num_negatives=3, cache_dir=cache_dir,
+                                  show_progress=False)
+    callback = ECICallback(every_n_steps=1, max_rows=8)  # one batch of 8 rows: exactly the latest
+    trainer = make_trainer(student, dataset, collator, tmp_path)
+    trainer.add_callback(callback)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "eci/score" in entry]
+    assert len(logged) == 2 and len(callback.history) == 2
+    queries, positives, negatives = callback._negatives_in_use()
+    last = collator.history[-1]
+    assert queries == [data.query_texts[data.pairs[r][0]] for r in last["pairs"]]
+    assert negatives == [[data.corpus_texts[n] for n in negs] for negs in last["negatives"]]
+    assert all(0 <= entry["eci/safety"] <= 1 for entry in logged)
+    # A jump in the share of unsafe queries since the first measurement is reported.
+    caplog.clear()
+    callback.history = [{"eci/unsafe_share": 0.05}]
+    callback._warn({"eci/unsafe_share": 0.4})
+    assert "safety is collapsing" in caplog.text
+    caplog.clear()
+    callback._warn({"eci/unsafe_share": 0.1})
+    assert "safety is collapsing" not in caplog.text

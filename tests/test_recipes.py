@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import slice_data
@@ -102,7 +103,8 @@ def test_validate_eci_orders_strategies_and_correlates_with_trained_ndcg(scifact
     # Train three of the mined sets, reusing them from disk, and correlate.
     mined = {name: (tmp_path / "runs" / "scifact" / name / "mined" / "data-00000-of-00001.arrow").stat().st_mtime_ns
              for name in ("random", "dense-percpos", "unsafe")}
-    validate_eci.main(["--strategies", "random", "dense-percpos", "unsafe", *common])
+    validate_eci.main(["--strategies", "random", "dense-percpos", "unsafe", "--noise-seeds", "7",
+                       "--noise-strategy", "random", *common])
     assert all((tmp_path / "runs" / "scifact" / n / "mined" / "data-00000-of-00001.arrow").stat().st_mtime_ns == t
                for n, t in mined.items())
     report = json.loads(out.with_suffix(".json").read_text())
@@ -116,10 +118,27 @@ def test_validate_eci_orders_strategies_and_correlates_with_trained_ndcg(scifact
     assert 0 < rho["spearman_p"] <= 1
     assert (out.parent / "eci_scifact.png").read_bytes().startswith(b"\x89PNG")
     assert "| ECI (alpha 0.95) | student |" in out.read_text()
+    # The noise run retrains random's saved set with seed 7; seed 42's value is the table's.
+    noise = report["noise"]["scifact"]
+    assert set(noise["ndcg10_by_seed"]) == {"42", "7"}
+    assert noise["ndcg10_by_seed"]["42"] == next(r["ndcg10"] for r in trained if r["strategy"] == "random")
+    assert json.loads((tmp_path / "runs" / "scifact" / "random" / "seed-7" / "config.json").read_text())["training_seed"] == 7
+    assert noise["sd"] == pytest.approx(np.std(list(noise["ndcg10_by_seed"].values()), ddof=1))
     # A changed setting invalidates the saved set instead of silently reusing it.
     validate_eci.main(["--strategies", "random", "--mine-only", *[a if a != "2" else "3" for a in common]])
     assert json.loads((tmp_path / "runs" / "scifact" / "random" / "config.json").read_text())["mining"]["num_negatives"] == 3
     assert not (tmp_path / "runs" / "scifact" / "random" / "results.json").exists()
+
+
+def test_oracle_rho_falls_from_one_as_training_noise_grows():
+    import validate_eci
+
+    ndcg = [0.60, 0.62, 0.64, 0.66, 0.68]
+    assert validate_eci.oracle_rho(ndcg, 0.0) == 1.0
+    assert validate_eci.oracle_rho(ndcg, 1e-4) == pytest.approx(1.0)  # noise far below the 0.02 steps
+    mid, high = validate_eci.oracle_rho(ndcg, 0.02), validate_eci.oracle_rho(ndcg, 10.0)
+    assert 0.3 < mid < 0.95 and abs(high) < 0.05
+    assert np.isnan(validate_eci.oracle_rho(ndcg[:2], 0.01))
 
 
 def test_capped_pairs_still_exclude_every_labelled_positive(scifact, tmp_path, cache_dir):
