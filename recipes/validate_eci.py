@@ -100,7 +100,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the strategy retrained with --noise-seeds")
     p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "eci_validation.md"),
                    help="markdown report (the PNGs and a JSON go beside it)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.noise_seeds and args.noise_strategy not in args.strategies:
+        p.error(f"--noise-strategy {args.noise_strategy} is not among --strategies {' '.join(args.strategies)}")
+    return args
 
 
 # ----------------------------------------------------------------------------- mining

@@ -141,6 +141,16 @@ def test_oracle_rho_falls_from_one_as_training_noise_grows():
     assert np.isnan(validate_eci.oracle_rho(ndcg[:2], 0.01))
 
 
+def test_noise_seeds_need_their_strategy_among_the_strategies(capsys):
+    import validate_eci
+
+    with pytest.raises(SystemExit):
+        validate_eci.parse_args(["--strategies", "random", "--noise-seeds", "43"])
+    assert "--noise-strategy dense-percpos is not among --strategies random" in capsys.readouterr().err
+    assert validate_eci.parse_args(["--strategies", "random", "--noise-seeds", "43", "--noise-strategy",
+                                    "random"]).noise_seeds == [43]
+
+
 def test_capped_pairs_still_exclude_every_labelled_positive(scifact, tmp_path, cache_dir):
     """--max-train-pairs trains on fewer pairs, but no labelled positive of a query becomes its negative."""
     import datasets
