@@ -329,11 +329,12 @@ def seed_run(name: str, mined_dir: Path, work: Path, seed: int, split: tuple[Pat
     """nDCG@10 of ``name``'s mined set trained with another ``seed`` (the batch order and dropout change)."""
     out = work / f"seed-{seed}"
     config = {"training": training_config(name, args), "training_seed": seed}
-    if _read_json(out / "config.json") != config or not (out / "results.json").is_file():
+    result = _read_json(out / "results.json") if _read_json(out / "config.json") == config else {}
+    if not result:
         out.mkdir(parents=True, exist_ok=True)
-        train(f"{name} (seed {seed})", mined_dir, out, *split, argparse.Namespace(**{**vars(args), "seed": seed}))
+        result = train(f"{name} (seed {seed})", mined_dir, out, *split, argparse.Namespace(**{**vars(args), "seed": seed}))
         (out / "config.json").write_text(json.dumps(config, indent=1))
-    (ev,) = json.loads((out / "results.json").read_text())["eval"].values()
+    (ev,) = result["eval"].values()
     return ev["ndcg@10"]
 
 
