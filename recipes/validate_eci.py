@@ -10,25 +10,26 @@ For each dataset this recipe
 4. reports Spearman's rho and Kendall's tau between each predictor and nDCG@10 (ECI, its
    components, ECI at other alphas, ECI without the capacity factor) and draws a scatter PNG.
 
-Strategies (negatives chosen per (query, positive) row; positives and their exact-text copies are
+Strategies, each one call of ``st_hardneg.mine`` (positives and their normalised-text copies are
 never negatives):
 
-- ``random``: uniformly random documents of the corpus;
-- ``bm25``: BM25's top-k (bm25s), no filter;
+- ``random``: documents drawn uniformly from the whole corpus (``sampling_strategy="random"``);
+- ``bm25``: BM25's top-k in BM25's own order (BM25 is retriever and teacher), no filter;
 - ``dense-naive``: the student's dense top-k, no filter;
 - ``dense-percpos``: dense candidates, TopK-PercPos 95% (NV-Retriever);
-- ``shifted``: dense top-k shifted by 10 ranks (skip the 10 hardest), no filter;
+- ``shifted``: dense top-k shifted by 10 ranks (``range_min=10``), no filter;
 - ``hybrid-percpos``: BM25 + dense fused by RRF, PercPos 95% under the student;
 - ``hybrid-teacher``: the same candidates scored by the teacher, PercPos 95% under the teacher;
-- ``unsafe``: deliberately unsafe: among the query's 100 nearest documents, the k most similar to the
-  *positive* (document-to-document cosine): relevant-looking near-duplicates, the likeliest false
-  negatives;
+- ``unsafe``: deliberately unsafe: among the query's 100 nearest documents, the k most similar to its
+  *positives* (a custom teacher scoring document-to-positive cosine): relevant-looking
+  near-duplicates, the likeliest false negatives;
 - ``st-percpos``: sentence-transformers' ``mine_hard_negatives(relative_margin=0.05)``, taken from the
   quality benchmark's run when it saved its mined set.
 
 Training settings are the quality benchmark's (``benchmarks/bench_quality.py``), so the strategies
-both scripts share are trained once: a quality run is reused when its mined set (or, for runs that
-saved none, its mining statistics) equals what this recipe mines.
+both scripts share are trained once. A finished training is reused only when the set mined now has
+the same rows (a SHA-256 of them is kept beside each run), so a fresh clone re-mines in minutes and
+retrains only what changed.
 
     python recipes/validate_eci.py --datasets scifact nfcorpus --teacher "$(python recipes/prepare_mpnet_teacher.py)" \
         --noise-seeds 43 44
@@ -57,6 +58,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
 import train_with_hard_negatives as recipe  # noqa: E402
+from evaluation import rank_correlations  # noqa: E402
 
 logger = logging.getLogger("validate_eci")
 
@@ -73,16 +75,12 @@ STRATEGIES = {
 }
 # Strategies that bench_quality.py trains with the same settings, under the same names.
 SHARED = ("st-percpos", "dense-percpos", "hybrid-teacher")
-DATASETS = {"scifact": ("scifact", "train", "test"), "nfcorpus": ("nfcorpus", "train", "dev")}
 ALPHAS = (0.9, 0.95, 0.99)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=os.environ.get("ST_HARDNEG_DATA", str(ROOT.parent / "shared" / "data")),
-                   help="folder holding the BEIR datasets")
-    p.add_argument("--datasets", nargs="+", default=["scifact", "nfcorpus"], choices=sorted(DATASETS),
-                   help="datasets to mine, train and evaluate on")
+    recipe.add_dataset_flags(p)
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES),
                    help="strategies to compare")
     p.add_argument("--teacher", default=None, help="teacher for hybrid-teacher and for ECI under the teacher")
@@ -109,101 +107,51 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------- mining
 
 
-def _n_tuple(anchors: list[str], positives: list[str], negatives: list[list[str]]):
-    import datasets
+class PositiveSimilarity:
+    """A deliberately unsafe teacher: a candidate's score is its cosine to the query's closest positive.
 
-    k = len(negatives[0]) if negatives else 0
-    cols = {"anchor": anchors, "positive": positives}
-    cols.update({f"negative_{j + 1}": [row[j] for row in negatives] for j in range(k)})
-    return datasets.Dataset.from_dict(cols)
-
-
-def _custom_rows(data, pairs, choose_docs) -> tuple[list[str], list[str], list[list[str]]]:
-    """Rows for the training ``pairs``; ``choose_docs(row, q, d, banned)`` returns document indices.
-
-    Every labelled positive of the query (``data`` may know more than the training pairs) is banned.
+    Ranked by it, the negatives are the documents that look most like the positive: the likeliest
+    false negatives there are. It plugs into ``mine`` like any :class:`~st_hardneg.teachers.Scorer`.
     """
-    from st_hardneg.filters import normalize_text
 
-    positives = data.positives_by_query()
-    wanted = set(zip(pairs["anchor"], pairs["positive"]))
-    anchors, pos, negs = [], [], []
-    for row, (q, d) in enumerate(data.pairs):
-        key = (data.query_texts[q], data.corpus_texts[d])
-        if key not in wanted:
-            continue
-        wanted.discard(key)  # corpora repeat texts: one row per training pair, as the engine gives
-        banned_text = {normalize_text(data.corpus_texts[p]) for p in positives[q]}
-        banned = set(positives[q])
-        picked = choose_docs(row, q, d, lambda c: c in banned or normalize_text(data.corpus_texts[c]) in banned_text)
-        anchors.append(data.query_texts[q])
-        pos.append(data.corpus_texts[d])
-        negs.append([data.corpus_texts[c] for c in picked])
-    return anchors, pos, negs
+    name = "cosine to the positive (unsafe)"
 
+    def __init__(self, embedder, data) -> None:
+        emb = embedder.encode(data.corpus_texts, "document")
+        self.document = {text: emb[i] for i, text in enumerate(data.corpus_texts)}
+        self.positives = {data.query_texts[q]: emb[docs] for q, docs in data.positives_by_query().items()}
 
-def _first(order, is_banned, k: int) -> list[int]:
-    out = []
-    for c in order:
-        c = int(c)
-        if c >= 0 and not is_banned(c) and c not in out:
-            out.append(c)
-            if len(out) == k:
-                break
-    return out
+    def score(self, queries, documents) -> list[np.ndarray]:
+        return [np.array([float((self.positives[q] @ self.document[d]).max()) for d in docs], dtype=np.float32)
+                for q, docs in zip(queries, documents)]
 
 
 def mine_strategy(name: str, data, pairs, model, embedder, args, cache_dir: str, teacher) -> tuple[object, dict]:
-    """(n-tuple dataset, mining statistics or {}) for one strategy."""
+    """(n-tuple dataset of the training pairs, mining statistics) for one strategy: one call of ``mine``."""
     from st_hardneg import PositiveAwareFilter, mine
     from st_hardneg.candidates import BM25Retriever
-    from st_hardneg.sampling import row_rng
 
-    k = args.num_negatives
-    mined_by_engine = {
-        "dense-naive": dict(retriever="dense", filter=PositiveAwareFilter(perc=None)),
-        "dense-percpos": dict(retriever="dense", filter=PositiveAwareFilter(perc=0.95)),
-        "shifted": dict(retriever="dense", filter=PositiveAwareFilter(perc=None, skip_top=10), candidates=100),
-        "hybrid-percpos": dict(retriever="hybrid", filter=PositiveAwareFilter(perc=0.95)),
-        "hybrid-teacher": dict(retriever="hybrid", filter=PositiveAwareFilter(perc=0.95), teacher=teacher),
+    if name == "hybrid-teacher" and teacher is None:
+        raise SystemExit("strategy hybrid-teacher needs --teacher")
+    unfiltered, percpos = PositiveAwareFilter(relative_margin=None), PositiveAwareFilter(relative_margin=0.05)
+    bm25 = BM25Retriever("bm25s", show_progress=False)
+    window = recipe.RANGE_MAX
+    options = {
+        "random": lambda: dict(filter=unfiltered, sampling_strategy="random", range_max=len(data.corpus_texts)),
+        "bm25": lambda: dict(retriever=bm25, teacher=bm25, filter=unfiltered, range_max=window),
+        "dense-naive": lambda: dict(filter=unfiltered, range_max=window),
+        "dense-percpos": lambda: dict(filter=percpos, range_max=window),
+        "shifted": lambda: dict(filter=PositiveAwareFilter(relative_margin=None, range_min=10), range_max=100),
+        "hybrid-percpos": lambda: dict(retriever="hybrid", filter=percpos, range_max=window),
+        "hybrid-teacher": lambda: dict(retriever="hybrid", filter=percpos, teacher=teacher, range_max=window),
+        "unsafe": lambda: dict(teacher=PositiveSimilarity(embedder, data), filter=unfiltered, range_max=100),
     }
-    if name in mined_by_engine:
-        if name == "hybrid-teacher" and teacher is None:
-            raise SystemExit("strategy hybrid-teacher needs --teacher")
-        # Same call as train_with_hard_negatives.py, so shared strategies mine identical sets.
-        result = mine(data, model, num_negatives=k, seed=args.seed, cache_dir=cache_dir, show_progress=False,
-                      **mined_by_engine[name])
-        return recipe.only_training_rows(result.to_dataset("n-tuple"), pairs), result.stats.to_dict()
-    n_docs = len(data.corpus_texts)
-    if name == "random":
-        rows = _custom_rows(data, pairs, lambda row, q, d, banned: _first(row_rng(args.seed, row).permutation(n_docs), banned, k))
-    elif name == "bm25":
-        bm25 = BM25Retriever("bm25s", show_progress=False)
-        bm25.index(data.corpus_texts)
-        queries = sorted(data.positives_by_query())
-        most = max(len(p) for p in data.positives_by_query().values())
-        indices, _ = bm25.search([data.query_texts[q] for q in queries], k + most + 10)
-        ranked = dict(zip(queries, indices))
-        rows = _custom_rows(data, pairs, lambda row, q, d, banned: _first(ranked[q], banned, k))
-    elif name == "unsafe":
-        docs = embedder.encode(data.corpus_texts, "document")
-        queries = sorted(data.positives_by_query())
-        qemb = dict(zip(queries, embedder.encode([data.query_texts[q] for q in queries], "query")))
-        positives = data.positives_by_query()
-
-        def nearest(row, q, d, banned):
-            # Among the query's 100 nearest documents, those most like its positive: relevant-looking
-            # near-duplicates, the likeliest false negatives there are.
-            top = np.argsort(-(docs @ qemb[q]), kind="stable")[: 100 + len(positives[q])]
-            return _first(top[np.argsort(-(docs[top] @ docs[d]), kind="stable")], banned, k)
-
-        rows = _custom_rows(data, pairs, nearest)
-    else:
+    if name not in options:
         raise ValueError(f"strategy {name!r} is not mined here")
-    short = [i for i, negs in enumerate(rows[2]) if len(negs) < k]
-    if short:
-        raise RuntimeError(f"strategy {name}: rows {short[:5]} got fewer than {k} negatives")
-    return _n_tuple(*rows), {}
+    # Same call as train_with_hard_negatives.py for the strategies both run, so they mine identical sets.
+    result = mine(data, model, num_negatives=args.num_negatives, seed=args.seed, cache_folder=cache_dir,
+                  verbose=False, **options[name]())
+    return recipe.only_training_rows(result.to_dataset("n-tuple"), pairs), result.stats.to_dict()
 
 
 def mining_config(name: str, args) -> dict:
@@ -226,31 +174,15 @@ def _quality_run_matches(name: str, theirs: dict, args) -> bool:
     return same and (name != "hybrid-teacher" or settings.get("teacher") == args.teacher)
 
 
-def _quality_result(name: str, dataset, stats: dict, quality: Path, args) -> dict | None:
-    """The bench_quality.py run of this strategy, when it trained exactly this set with these settings."""
-    import datasets
-
+def _quality_result(name: str, digest: str, quality: Path, args) -> dict | None:
+    """The bench_quality.py run of this strategy, when it trained exactly these rows with these settings."""
     theirs = _read_json(quality / "results.json")
     if name not in SHARED or not theirs or not _quality_run_matches(name, theirs, args):
         return None
-    if name == "st-percpos":  # its set is the bench's own
-        return theirs
-    if (quality / "mined").is_dir():
-        same = _same_rows(dataset, datasets.load_from_disk(str(quality / "mined")))
-    else:  # runs from before --save-mined: their mining statistics must match
-        same = _same_stats(stats, theirs.get("mining", {}).get("stats", {}))
-    if not same:
-        logger.warning("%s differs from the quality benchmark's set; training it here", quality)
-    return theirs if same else None
-
-
-def _same_stats(ours: dict, theirs: dict) -> bool:
-    keys = (set(ours) & set(theirs)) - {"hardness_histogram"}
-    return bool(keys) and all(ours[key] == theirs[key] for key in keys)
-
-
-def _same_rows(a, b) -> bool:
-    return a.column_names == b.column_names and len(a) == len(b) and a.to_dict() == b.to_dict()
+    if theirs.get("mining", {}).get("rows_sha256") != digest:
+        logger.warning("%s trained other rows than this recipe mined; training them here", quality)
+        return None
+    return theirs
 
 
 # ----------------------------------------------------------------------------- scoring and statistics
@@ -275,26 +207,6 @@ def predictors(queries, pos, neg) -> dict[str, float]:
     ratios = [n / p for p, row in zip(pos, neg) if p > 0 for n in row]
     out["mean_ratio"] = float(np.mean(ratios)) if ratios else 0.0
     return out
-
-
-def rank_correlations(x: list[float], y: list[float], permutations: int = 20_000, seed: int = 0) -> dict[str, float]:
-    """Spearman's rho and Kendall's tau with two-sided p-values fit for a handful of points.
-
-    SciPy's Spearman p-value is a t approximation, loose at n of about 9, so rho's p comes from
-    ``permutations`` seeded random relabellings; Kendall's uses SciPy's exact distribution (no ties).
-    """
-    from scipy.stats import kendalltau, rankdata, spearmanr
-
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return {"spearman": float("nan"), "spearman_p": float("nan"), "kendall": float("nan"), "kendall_p": float("nan")}
-    rho = float(spearmanr(x, y).statistic)
-    rx, ry = (rankdata(v) - (len(v) + 1) / 2 for v in (x, y))  # centred (average) ranks
-    rng = np.random.default_rng(seed)
-    shuffled = ry[np.argsort(rng.random((permutations, len(ry))), axis=1)]  # one permutation per row
-    perms = shuffled @ rx / np.sqrt((rx @ rx) * (ry @ ry))  # Pearson on ranks = Spearman
-    tau = kendalltau(x, y)
-    return {"spearman": rho, "spearman_p": float((np.abs(perms) >= abs(rho) - 1e-12).mean()),
-            "kendall": float(tau.statistic), "kendall_p": float(tau.pvalue)}
 
 
 def oracle_rho(ndcg: list[float], sigma: float, draws: int = 20_000, seed: int = 0) -> float:
@@ -325,10 +237,11 @@ def train(name: str, mined_dir: Path, out: Path, folder: Path, train_split: str,
     return json.loads((out / "results.json").read_text())
 
 
-def seed_run(name: str, mined_dir: Path, work: Path, seed: int, split: tuple[Path, str, str, str], args) -> float:
+def seed_run(name: str, mined_dir: Path, work: Path, seed: int, split: tuple[str, str, str, str], args,
+             digest: str) -> float:
     """nDCG@10 of ``name``'s mined set trained with another ``seed`` (the batch order and dropout change)."""
     out = work / f"seed-{seed}"
-    config = {"training": training_config(name, args), "training_seed": seed}
+    config = {"training": training_config(name, args), "training_seed": seed, "rows_sha256": digest}
     result = _read_json(out / "results.json") if _read_json(out / "config.json") == config else {}
     if not result:
         out.mkdir(parents=True, exist_ok=True)
@@ -338,22 +251,21 @@ def seed_run(name: str, mined_dir: Path, work: Path, seed: int, split: tuple[Pat
     return ev["ndcg@10"]
 
 
-def run_dataset(ds: str, args) -> list[dict]:
+def run_dataset(spec: str, args) -> tuple[str, list[dict]]:
+    """(dataset name, one entry per strategy: ECI before training and, unless --mine-only, nDCG@10 after)."""
     import datasets
 
+    from st_hardneg import load_model
     from st_hardneg.eci import row_scores
     from st_hardneg.embeddings import Embedder
-    from st_hardneg.formats import load_mined
-    from st_hardneg.mining import load_model
     from st_hardneg.teachers import BiEncoderScorer
 
-    folder, train_split, eval_split = DATASETS[ds]
-    path = Path(args.data) / folder
+    ds, path, train_split, eval_split = recipe.dataset_spec(spec, args.data)
     cache_dir = None if args.cache_dir == "none" else args.cache_dir
     args.dataset_name = ds
     model = load_model(None, max_seq_length=args.max_seq_length)
     max_pairs = args.nfcorpus_train_pairs if ds == "nfcorpus" else None
-    data, pairs = recipe.training_pairs(str(path), train_split, max_pairs)
+    data, pairs = recipe.training_pairs(path, train_split, max_pairs)
     student = Embedder(model, cache_dir=cache_dir, show_progress=False)
     student.encode(data.corpus_texts, "document")  # mine()'s cache entry; serves every subset below from memory
     scorers = {"student": BiEncoderScorer(student)}
@@ -366,7 +278,7 @@ def run_dataset(ds: str, args) -> list[dict]:
         work = Path(args.work) / ds / name
         mined_dir = work / "mined"
         quality = Path(args.quality_runs) / ds / name
-        stats: dict = {}
+        config = _read_json(work / "config.json")
         if name == "st-percpos":
             theirs = _read_json(quality / "results.json")
             if not (quality / "mined").is_dir() or not _quality_run_matches(name, theirs, args):
@@ -374,47 +286,45 @@ def run_dataset(ds: str, args) -> list[dict]:
                                "(run bench_quality.py row 3)", ds, quality)
                 continue
             dataset, mined_dir = datasets.load_from_disk(str(quality / "mined")), quality / "mined"
-        elif mined_dir.is_dir() and _read_json(work / "config.json").get("mining") == mining_config(name, args):
-            try:
-                dataset = load_mined(mined_dir)[0]
-            except FileNotFoundError:
-                dataset = datasets.load_from_disk(str(mined_dir))
-            if (work / "stats.json").is_file():
-                stats = json.loads((work / "stats.json").read_text())
+            digest = recipe.rows_digest(dataset)
         else:
             start = time.perf_counter()
             dataset, stats = mine_strategy(name, data, pairs, model, student, args, cache_dir, teacher)
+            digest = recipe.rows_digest(dataset)
             logger.info("%s: mined %s (%d rows) in %.1f s", ds, name, len(dataset), time.perf_counter() - start)
+            if config.get("mining") != mining_config(name, args) or config.get("rows_sha256") != digest:
+                (work / "results.json").unlink(missing_ok=True)  # trained on other rows
+                config = {}
             work.mkdir(parents=True, exist_ok=True)
-            (work / "results.json").unlink(missing_ok=True)  # trained on an older set
             dataset.save_to_disk(str(mined_dir))
             (work / "stats.json").write_text(json.dumps(stats, indent=1))
-            (work / "config.json").write_text(json.dumps({"mining": mining_config(name, args)}, indent=1))
+            config = {**config, "mining": mining_config(name, args), "rows_sha256": digest}
+            (work / "config.json").write_text(json.dumps(config, indent=1))
         entry = {"strategy": name, "label": STRATEGIES[name], "rows": len(dataset)}
         for scorer_name, scorer in scorers.items():
             entry[scorer_name] = predictors(*row_scores(dataset, scorer))
         if not args.mine_only:
             result = None
-            config = _read_json(work / "config.json")
             if (work / "results.json").is_file() and config.get("training") == training_config(name, args):
                 result = json.loads((work / "results.json").read_text())
-            elif (result := _quality_result(name, dataset, stats, quality, args)) is not None:
-                entry["trained_in"] = str(quality)
+            elif (result := _quality_result(name, digest, quality, args)) is not None:
+                entry["trained_in"] = str(quality.relative_to(ROOT) if quality.is_relative_to(ROOT) else quality)
             if result is None:
                 result = train(name, mined_dir, work, path, train_split, eval_split, ds, args)
-                work.mkdir(parents=True, exist_ok=True)
-                (work / "config.json").write_text(json.dumps({**config, "training": training_config(name, args)}, indent=1))
+                config = {**config, "training": training_config(name, args)}
+                (work / "config.json").write_text(json.dumps(config, indent=1))
             (ev,) = result["eval"].values()
             entry.update(ndcg10=ev["ndcg@10"], recall100=ev["recall@100"], train_seconds=result.get("train_seconds"))
             if name == args.noise_strategy and args.noise_seeds:
                 split = (path, train_split, eval_split, ds)
                 others = [s for s in args.noise_seeds if s != args.seed]
                 entry["seed_ndcg10"] = {str(args.seed): entry["ndcg10"],
-                                        **{str(s): seed_run(name, mined_dir, work, s, split, args) for s in others}}
+                                        **{str(s): seed_run(name, mined_dir, work, s, split, args, digest)
+                                           for s in others}}
         rows.append(entry)
         logger.info("%s %s: %s", ds, name, {k: entry[k] for k in entry if k in ("ndcg10", "rows")} | {
             "eci": round(entry["student"]["eci"], 4)})
-    return rows
+    return ds, rows
 
 
 # ----------------------------------------------------------------------------- report
@@ -448,10 +358,35 @@ def noise_lines(rows: list[dict], trained: list[dict]) -> tuple[list[str], dict]
             "since the measured spread already contains noise).", ""], noise
 
 
+def scatter_png(rows: list[dict], numbers: list[int], dataset: str, rho: float) -> bytes:
+    """PNG of nDCG@10 against ECI under the student, each strategy numbered as in the report's table."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7.5, 4.2), dpi=100)
+    ax = figure.add_subplot()
+    for number, r in zip(numbers, rows):
+        ax.scatter(r["student"]["eci"], r["ndcg10"], color="#4C72B0", zorder=3,
+                   label=f"{number}: {r['label']}")
+        ax.annotate(str(number), (r["student"]["eci"], r["ndcg10"]), textcoords="offset points", xytext=(5, 4),
+                    fontsize=9)
+    ax.set_xlabel("ECI before training (student scorer)")
+    ax.set_ylabel("nDCG@10 after training")
+    ax.set_title(f"{dataset}: Spearman rho = {rho:.2f}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7, frameon=False, handletextpad=0.2)
+    figure.tight_layout()
+    out = io.BytesIO()
+    figure.savefig(out, format="png", metadata={"Software": None})
+    return out.getvalue()
+
+
 def render(results: dict[str, list[dict]], args, seconds: float) -> tuple[str, dict, dict]:
     """(markdown report, rank correlations by dataset and predictor, training noise by dataset)."""
-    from st_hardneg.plots import scatter_png
-
     lines = [
         "# ECI validation: does ECI before training predict nDCG@10 after it?",
         "",
@@ -496,8 +431,8 @@ def render(results: dict[str, list[dict]], args, seconds: float) -> tuple[str, d
                 noises[ds] = noise
             lines += ["", *extra]
             png = Path(args.output).with_name(f"eci_{ds}.png")
-            png.write_bytes(scatter_png([r["student"]["eci"] for r in trained], ndcg,
-                                        labels=[str(rows.index(r) + 1) for r in trained]))
+            png.write_bytes(scatter_png(trained, [rows.index(r) + 1 for r in trained], ds,
+                                        correlations[ds]["student:eci"]["spearman"]))
             lines += [f"![ECI (student) against nDCG@10 on {ds}]({png.name})", "",
                       f"`{png.name}`: x = ECI under the student, y = nDCG@10; points numbered as in the first table.", ""]
     return "\n".join(lines), correlations, noises
@@ -513,7 +448,7 @@ def main(argv=None) -> None:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)  # before hours of training, and the PNGs go there too
     started = time.time()
-    results = {ds: run_dataset(ds, args) for ds in args.datasets}
+    results = dict(run_dataset(spec, args) for spec in args.datasets)
     report, correlations, noise = render(results, args, time.time() - started)
     print(report)
     out.write_text(report, encoding="utf-8")

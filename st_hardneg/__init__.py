@@ -1,14 +1,21 @@
 """st-hardneg: hard-negative mining for sentence-transformers.
 
-The public API is small and imported lazily, so ``import st_hardneg`` stays fast and loads neither
-torch nor sentence-transformers until something needs them.
+Switching from sentence-transformers costs one import line::
 
-Example::
+    from st_hardneg import mine_hard_negatives  # was: from sentence_transformers.util import mine_hard_negatives
 
-    from st_hardneg import mine, PositiveAwareFilter
+The public API:
 
-    result = mine("path/to/beir/scifact", filter=PositiveAwareFilter(perc=0.95), num_negatives=4)
-    dataset = result.to_dataset("n-tuple")
+- :func:`mine_hard_negatives`: sentence-transformers' function, signature and output, on our engine;
+- :func:`mine`, :class:`MiningResult`: every option, and a result with statistics and provenance;
+- :class:`PositiveAwareFilter`: NV-Retriever's false-negative rules, under sentence-transformers' names;
+- :class:`MiningDataCollator`: negatives drawn per batch inside ``SentenceTransformerTrainer``;
+- :func:`eci_score`, :class:`ECICallback`: judge negatives before and during training;
+- :func:`push_dataset`, :func:`push_model`, :class:`HubPushError`: publish with honest cards;
+- :func:`load_data`, :func:`load_beir`, :func:`load_mined`, :func:`resolve_ids`, :func:`sample_data_path`,
+  :func:`load_model`, :class:`DataError`: inputs and outputs.
+
+Names are imported lazily, so ``import st_hardneg`` loads neither torch nor sentence-transformers.
 """
 
 from __future__ import annotations
@@ -16,55 +23,45 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
+    "mine_hard_negatives": "hard_negatives",
     "mine": "mining",
-    "MiningResult": "mining",
+    "MiningResult": "result",
     "PositiveAwareFilter": "filters",
-    "FilterResult": "filters",
-    "MiningData": "data",
-    "DataError": "data",
-    "load_beir": "data",
-    "load_data": "data",
-    "from_pairs": "data",
-    "Embedder": "embeddings",
-    "BM25Retriever": "candidates",
-    "DenseRetriever": "candidates",
-    "HybridRetriever": "candidates",
-    "Retriever": "candidates",
-    "BiEncoderScorer": "teachers",
-    "CrossEncoderScorer": "teachers",
-    "EnsembleScorer": "teachers",
-    "MiningStats": "stats",
-    "load_mined": "formats",
-    "resolve_ids": "formats",
-    "sample_data_path": "sample",
     "MiningDataCollator": "collator",
     "ECICallback": "callbacks",
     "eci_score": "eci",
-    "ECIResult": "eci",
     "push_dataset": "hub",
     "push_model": "hub",
     "HubPushError": "hub",
+    "load_data": "sources",
+    "load_beir": "beir",
+    "load_mined": "result",
+    "resolve_ids": "formats",
+    "sample_data_path": "sample",
+    "load_model": "models",
+    "DataError": "data",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:  # re-exports for type checkers and IDEs; the runtime path is __getattr__
+    from .beir import load_beir
     from .callbacks import ECICallback
     from .collator import MiningDataCollator
-    from .eci import ECIResult, eci_score
+    from .data import DataError
+    from .eci import eci_score
+    from .filters import PositiveAwareFilter
+    from .formats import resolve_ids
+    from .hard_negatives import mine_hard_negatives
     from .hub import HubPushError, push_dataset, push_model
-    from .candidates import BM25Retriever, DenseRetriever, HybridRetriever, Retriever
-    from .data import DataError, MiningData, from_pairs, load_beir, load_data
-    from .embeddings import Embedder
-    from .filters import FilterResult, PositiveAwareFilter
-    from .formats import load_mined, resolve_ids
-    from .mining import MiningResult, mine
+    from .mining import mine
+    from .models import load_model
+    from .result import MiningResult, load_mined
     from .sample import sample_data_path
-    from .stats import MiningStats
-    from .teachers import BiEncoderScorer, CrossEncoderScorer, EnsembleScorer
+    from .sources import load_data
 
 
 def __getattr__(name: str) -> Any:

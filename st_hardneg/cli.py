@@ -9,10 +9,28 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 logger = logging.getLogger("st_hardneg")
+
+
+class _Deprecated(argparse.Action):
+    """An old flag kept for one release: warns, then stores its value under the new flag's destination."""
+
+    def __init__(self, option_strings, dest, new: str, convert=None, **kwargs):
+        self.new, self.convert = new, convert
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"st-hardneg: warning: {option_string} is deprecated and will be removed in the next release; "
+              f"use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, self.convert(values) if self.convert else values)
+
+
+def _optional_float(value: str) -> float | None:
+    return None if value.lower() == "none" else float(value)
 
 
 def _add_mine(sub: argparse._SubParsersAction) -> None:
@@ -22,20 +40,21 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
         description=(
             "Mine hard negatives: candidates from BM25, dense or hybrid retrieval, rescored by a teacher, "
             "filtered positive-aware (NV-Retriever, arXiv 2407.15831) and sampled, written as a dataset "
-            "that datasets.load_from_disk reads and sentence-transformers trains on. Without --data, "
-            "mines the embedded SciFact sample."
+            "that datasets.load_from_disk reads and sentence-transformers trains on. Flags carry the names of "
+            "sentence-transformers' mine_hard_negatives. Without --data, mines the embedded SciFact sample."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("input")
     g.add_argument("--data", default=None,
-                   help="BEIR folder, .jsonl/.json/.csv/.parquet file, save_to_disk folder or Hub dataset name "
-                        "(default: the embedded SciFact sample)")
+                   help="BEIR folder or Hub BEIR dataset (e.g. mteb/scifact), .jsonl/.json/.csv/.parquet file, "
+                        "save_to_disk folder or Hub dataset of pairs (default: the embedded SciFact sample)")
     g.add_argument("--split", default="train", help="qrels split of a BEIR folder, or split of a Hub dataset")
     g.add_argument("--corpus", default=None,
-                   help="separate corpus to draw negatives from: a BEIR corpus.jsonl or a text file, one document a line")
-    g.add_argument("--anchor-column", default=None, help="query column of a pairs dataset (default: first column)")
-    g.add_argument("--positive-column", default=None, help="positive column of a pairs dataset (default: second)")
+                   help="separate corpus to draw negatives from: a BEIR corpus.jsonl or a text file, "
+                        "one document a line")
+    g.add_argument("--anchor-column-name", default=None, help="anchor column of a pairs dataset (default: the first)")
+    g.add_argument("--positive-column-name", default=None, help="positive column of a pairs dataset (default: second)")
     g.add_argument("--missing-positives", choices=["skip", "error"], default="skip",
                    help="what to do with queries or rows that have no positive: skip and count them, or fail")
     g = p.add_argument_group("model and candidates")
@@ -49,14 +68,19 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--bm25-backend", choices=["bm25s", "rank_bm25"], default="bm25s", help="BM25 implementation")
     g.add_argument("--fusion", choices=["rrf", "weighted"], default="rrf",
                    help="hybrid fusion: reciprocal-rank fusion or weighted min-max normalised scores")
-    g.add_argument("--candidates", type=int, default=50, help="initial candidate window per query (top-k)")
+    g.add_argument("--range-max", type=int, default=None,
+                   help="candidates considered per query beyond its positives (default: sentence-transformers' "
+                        "range_min + 10 x num_negatives + max positives when a rule may drop candidates)")
     g.add_argument("--max-candidates", type=int, default=1000,
                    help="widest window tried (doubling) for queries short of negatives")
     g.add_argument("--batch-size", type=int, default=32, help="encoding batch size")
+    g.add_argument("--faiss-batch-size", type=int, default=16384, help="queries per faiss search call")
     g.add_argument("--max-seq-length", type=int, default=None, help="truncate texts to this many tokens")
     g.add_argument("--query-prompt", default=None, help="raw prompt prepended to queries (overrides the model's)")
-    g.add_argument("--document-prompt", default=None, help="raw prompt prepended to documents")
-    g.add_argument("--cache-dir", default="auto",
+    g.add_argument("--query-prompt-name", default=None, help="name of a prompt stored in the model, for queries")
+    g.add_argument("--corpus-prompt", default=None, help="raw prompt prepended to documents")
+    g.add_argument("--corpus-prompt-name", default=None, help="name of a prompt stored in the model, for documents")
+    g.add_argument("--cache-folder", default="auto",
                    help="embedding cache folder, keyed on model weights, prompts, max length and texts "
                         "('auto': ~/.cache/st_hardneg or $ST_HARDNEG_CACHE)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
@@ -68,62 +92,90 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--ensemble", choices=["mean", "union"], default="mean",
                    help="several teachers: mean of normalised scores, or NV-Retriever's union (each picks its share)")
     g = p.add_argument_group("filter (NV-Retriever rules; with several positives, against the lowest)")
-    g.add_argument("--perc", type=float, default=0.95,
-                   help="TopK-PercPos: keep negatives scoring below perc x positive score")
-    g.add_argument("--no-perc", action="store_true", help="disable TopK-PercPos")
-    g.add_argument("--margin", type=float, default=None, help="TopK-MarginPos: keep negatives below positive - margin")
+    g.add_argument("--relative-margin", type=_optional_float, default=0.05,
+                   help="TopK-PercPos: keep negatives scoring at most positive - |positive| x margin "
+                        "(0.05 = PercPos 95%%; 'none' disables it)")
+    g.add_argument("--absolute-margin", type=float, default=None,
+                   help="TopK-MarginPos: keep negatives scoring at most positive - margin")
     g.add_argument("--max-score", type=float, default=None, help="TopK-Abs: drop negatives scoring above this")
     g.add_argument("--min-score", type=float, default=None, help="drop negatives scoring below this (too easy)")
-    g.add_argument("--skip-top", type=int, default=0, help="Top-K shifted by N: skip the N highest candidates")
+    g.add_argument("--range-min", type=int, default=0,
+                   help="Top-K shifted by N: skip the N best candidates left after the rules above")
     g.add_argument("--duplicate-threshold", type=float, default=None,
                    help="drop candidates whose cosine (mining model) to a positive reaches this, e.g. 0.98")
     g = p.add_argument_group("sampling and output")
-    g.add_argument("--num-negatives", type=int, default=4, help="negatives per (query, positive) row")
-    g.add_argument("--sampling", choices=["top", "sampled", "top1_sampled", "uniform"], default="top",
-                   help="top-k; softmax-sampled from the top pool; top-1 plus sampled; uniform within the pool")
+    g.add_argument("--num-negatives", type=int, default=3, help="negatives per (query, positive) row")
+    g.add_argument("--sampling-strategy", choices=["top", "random", "sampled", "top1_sampled"], default="top",
+                   help="top-k; uniform over the kept candidates; softmax-sampled from the top pool; "
+                        "top-1 plus sampled")
     g.add_argument("--sample-pool", type=int, default=10, help="pool size for the sampled strategies")
     g.add_argument("--temperature", type=float, default=0.05, help="softmax temperature for sampled strategies")
-    g.add_argument("--format", default="n-tuple",
-                   choices=["triplet", "n-tuple", "n-tuple-scores", "n-tuple-margins", "labeled-pair",
-                            "labeled-list", "ids"],
+    g.add_argument("--include-positives", action="store_true",
+                   help="let positives be candidates (for reranking evaluation sets)")
+    g.add_argument("--output-format", default="triplet",
+                   choices=["triplet", "n-tuple", "labeled-pair", "labeled-list", "n-tuple-margins", "ids"],
                    help="output layout (see README: which loss takes which)")
+    g.add_argument("--output-scores", action="store_true",
+                   help="add the teacher's scores (scores / score columns, as sentence-transformers)")
     g.add_argument("--output", default="mined", help="output folder")
     g.add_argument("--file-format", choices=["arrow", "parquet", "jsonl"], default="arrow",
                    help="arrow writes save_to_disk (load with datasets.load_from_disk)")
     g.add_argument("--seed", type=int, default=42, help="seed for every random choice")
     g.add_argument("--stats-json", default=None, help="also write the statistics as JSON to this file")
     g.add_argument("--quiet", action="store_true", help="no progress bars or info logging")
+    old = p.add_argument_group("deprecated flags (one more release)")
+    for flag, new, dest, convert, nargs in (
+        ("--anchor-column", "--anchor-column-name", "anchor_column_name", None, None),
+        ("--positive-column", "--positive-column-name", "positive_column_name", None, None),
+        ("--candidates", "--range-max", "range_max", int, None),
+        ("--perc", "--relative-margin (1 - perc)", "relative_margin", lambda v: round(1 - float(v), 12), None),
+        ("--no-perc", "--relative-margin none", "relative_margin", lambda v: None, 0),
+        ("--margin", "--absolute-margin", "absolute_margin", float, None),
+        ("--skip-top", "--range-min", "range_min", int, None),
+        ("--sampling", "--sampling-strategy", "sampling_strategy", lambda v: "random" if v == "uniform" else v, None),
+        ("--format", "--output-format", "output_format", None, None),
+        ("--cache-dir", "--cache-folder", "cache_folder", None, None),
+        ("--document-prompt", "--corpus-prompt", "corpus_prompt", None, None),
+    ):
+        old.add_argument(flag, action=_Deprecated, new=new, dest=dest, convert=convert, nargs=nargs,
+                         default=argparse.SUPPRESS, help=f"deprecated: use {new}")
     p.set_defaults(func=_run_mine)
 
 
 def _run_mine(args: argparse.Namespace) -> int:
     from .filters import PositiveAwareFilter
     from .mining import mine
+    from .models import load_teacher
     from .sample import sample_data_path
-    from .teachers import load_teacher
 
-    teachers = [load_teacher(t, args.teacher_type) for t in args.teacher] if args.teacher else None
     flt = PositiveAwareFilter(
-        perc=None if args.no_perc else args.perc, margin=args.margin, max_score=args.max_score,
-        min_score=args.min_score, skip_top=args.skip_top, duplicate_threshold=args.duplicate_threshold,
+        relative_margin=args.relative_margin, absolute_margin=args.absolute_margin, max_score=args.max_score,
+        min_score=args.min_score, range_min=args.range_min, duplicate_threshold=args.duplicate_threshold,
     )
-    result = mine(
-        args.data or sample_data_path(), args.model, retriever=args.retriever, teacher=teachers,
-        ensemble=args.ensemble, filter=flt, num_negatives=args.num_negatives, candidates=args.candidates,
-        max_candidates=args.max_candidates, sampling=args.sampling, sample_pool=args.sample_pool,
-        temperature=args.temperature, output_format=args.format, seed=args.seed, split=args.split,
-        corpus=args.corpus, anchor_column=args.anchor_column, positive_column=args.positive_column,
-        missing_positives=args.missing_positives, batch_size=args.batch_size, max_seq_length=args.max_seq_length,
-        query_prompt=args.query_prompt, document_prompt=args.document_prompt, index=args.index,
-        bm25_backend=args.bm25_backend, fusion=args.fusion, cache_dir=None if args.no_cache else args.cache_dir,
-        show_progress=not args.quiet,
+    settings = dict(  # noqa: C408 - keyword names mirror mine()'s signature
+        retriever=args.retriever, ensemble=args.ensemble, filter=flt, range_max=args.range_max,
+        max_candidates=args.max_candidates, num_negatives=args.num_negatives,
+        sampling_strategy=args.sampling_strategy, sample_pool=args.sample_pool, temperature=args.temperature,
+        include_positives=args.include_positives, output_format=args.output_format,
+        output_scores=args.output_scores, seed=args.seed, split=args.split, corpus=args.corpus,
+        anchor_column_name=args.anchor_column_name, positive_column_name=args.positive_column_name,
+        missing_positives=args.missing_positives, batch_size=args.batch_size,
+        faiss_batch_size=args.faiss_batch_size, max_seq_length=args.max_seq_length, query_prompt=args.query_prompt,
+        query_prompt_name=args.query_prompt_name, corpus_prompt=args.corpus_prompt,
+        corpus_prompt_name=args.corpus_prompt_name, index=args.index, bm25_backend=args.bm25_backend,
+        fusion=args.fusion, cache_folder=None if args.no_cache else args.cache_folder, verbose=not args.quiet,
     )
-    dataset = result.save(args.output, args.format, args.file_format)
+    # Names load inside mine(), after its settings are checked; an explicit --teacher-type loads here.
+    teachers = args.teacher
+    if teachers and args.teacher_type != "auto":
+        teachers = [load_teacher(t, args.teacher_type) for t in teachers]
+    result = mine(args.data or sample_data_path(), args.model, teacher=teachers, **settings)
+    dataset = result.save(args.output, file_format=args.file_format)
     print(result)
-    print(f"\nwrote {len(dataset):,} rows ({args.format}) to {args.output}")
+    print(f"\nwrote {len(dataset):,} rows ({result.config['output_format']}) to {args.output}")
     if args.stats_json:
         with open(args.stats_json, "w", encoding="utf-8") as handle:
-            json.dump(result.stats.to_dict(), handle, indent=2)
+            json.dump(result.provenance()["st_hardneg"]["stats"], handle, indent=2)
     return 0
 
 
@@ -154,8 +206,8 @@ def _run_eci(args: argparse.Namespace) -> int:
     import datasets
 
     from .eci import eci_score
-    from .mining import default_model_path
-    from .teachers import load_teacher, make_scorer
+    from .models import default_model_path, load_teacher
+    from .teachers import make_scorer
 
     scorer = make_scorer(load_teacher(args.scorer or default_model_path(), args.scorer_type), show_progress=False)
     results = []
@@ -245,10 +297,10 @@ def _run_push_model(args: argparse.Namespace) -> int:
 def _run_env(args: argparse.Namespace) -> int:
     import platform
 
-    from .mining import _versions
+    from .mining import versions
 
     print(f"- platform: {platform.platform()}\n- python: {platform.python_version()}")
-    for name, version in _versions().items():
+    for name, version in versions().items():
         print(f"- {name}: {version}")
     return 0
 
@@ -268,9 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .data import DataError
-    from .hub import HubPushError
-
+    """Run ``st-hardneg``; every failure is one line on stderr and exit code 1 (``ST_HARDNEG_TRACEBACK=1``
+    re-raises, for bug reports)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -282,8 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (DataError, FileNotFoundError, HubPushError) as exc:
-        print(f"st-hardneg: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # one clear line, never a traceback (the error types are kept in the message)
+        if os.environ.get("ST_HARDNEG_TRACEBACK"):
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"st-hardneg: error: {message}", file=sys.stderr)
         return 1
 
 

@@ -2,27 +2,27 @@
 
 A drop-in replacement for sentence-transformers' data collator on (anchor, positive) data::
 
-    trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=pairs, loss=MultipleNegativesRankingLoss(model),
-        data_collator=MiningDataCollator(model, pairs, num_negatives=4),
-    )
+    collator = MiningDataCollator(model, pairs, args=args, num_negatives=3)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs,
+                                         loss=MultipleNegativesRankingLoss(model), data_collator=collator)
 
-Per batch, every row gets ``num_negatives`` columns drawn (seeded) from candidate pools mined
-once up front (the same engine as :func:`~st_hardneg.mine`, filtered by a PositiveAwareFilter).
-Negatives that are a positive of *another* anchor in the batch, or share its text, are never
-attached: MNRL-style losses use every column as a negative for every anchor.
+The collator mines candidate pools once, when it is created (the same engine as
+:func:`~st_hardneg.mine`, filtered by a PositiveAwareFilter), and every batch draws its rows'
+negatives from them (seeded by seed, batch number and row). Negatives that are a positive of
+*another* anchor in the batch, or share its text, are never attached: MNRL-style losses use every
+column as a negative for every anchor.
 
 Pools can be refreshed with the model being trained: ``refresh="rescore"`` applies
 Conan-embedding's dynamic hard-negative rule (Li et al., arXiv 2408.15710: a negative whose
 current score x 1.15 falls below its mined score is no longer hard and is replaced by the next
 ones in its pool); ``refresh="remine"`` re-encodes the corpus and mines again (ANCE, Xiong et al.,
-arXiv 2007.00808).
+arXiv 2007.00808). The refresh runs on the trainer's schedule through the callback the user adds:
+``callbacks=[collator.refresh_callback]``.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -32,16 +32,21 @@ import numpy as np
 from sentence_transformers.sentence_transformer.data_collator import SentenceTransformerDataCollator
 from transformers import TrainerCallback
 
-from .data import MiningData, load_data
+from ._deprecation import renamed
+from .cards import record_mining_in_card
 from .embeddings import Embedder
 from .filters import PositiveAwareFilter, normalize_text
-from .pools import CandidatePools, build_pools, build_retriever, make_scorers
-from .sampling import Strategy, choose
+from .pools import CandidatePools, build_pools, build_retriever, draw, index_all, make_scorers
+from .mining import MiningSettings
+from .sources import load_data
 from .stats import MiningStats
 
 logger = logging.getLogger(__name__)
 
 Refresh = Literal["rescore", "remine"]
+_ALIASES = {"anchor_column": "anchor_column_name", "positive_column": "positive_column_name",
+            "candidates": "range_max", "sampling": "sampling_strategy", "cache_dir": "cache_folder",
+            "show_progress": "verbose"}
 
 
 def _distributed() -> tuple[int, int]:
@@ -68,39 +73,52 @@ class MiningDataCollator(SentenceTransformerDataCollator):
     """Data collator that attaches freshly sampled, filtered hard negatives to each batch.
 
     Tokenisation, prompts, router mapping and max length behave as in sentence-transformers' own
-    collator. The trainer does not pass ``args.prompts`` / ``args.router_mapping`` to a custom
-    collator; this one picks them up from the trainer itself when the trainer first builds its
-    dataloader (explicit ``prompts=`` / ``router_mapping=`` take precedence). Negative columns take
-    the positive column's prompt and route unless ``negative`` is mapped explicitly.
+    collator. The trainer does not hand ``args.prompts`` / ``args.router_mapping`` to a custom
+    collator, so pass the training arguments (``args=``) or the two settings themselves. Negative
+    columns take the positive column's prompt and route unless ``negative`` is mapped explicitly.
 
     Args:
-        model: The SentenceTransformer being trained (used for mining and for refreshes).
-        train_dataset: The (anchor, positive) training data; anything
-            :func:`~st_hardneg.data.load_data` accepts.
-        corpus: Extra documents to draw negatives from (default: the positives).
-        num_negatives: Negative columns added to each row (GISTEmbedLoss in sentence-transformers
-            6.2 takes one; CachedGISTEmbedLoss and the MNRL losses take any number).
-        retriever: ``"dense"``, ``"bm25"``, ``"hybrid"`` or a Retriever.
-        teacher: Scorer(s) for filtering (default: ``model`` itself, before training).
-        filter: The false-negative filter (default TopK-PercPos 95%).
-        pool_size: Filtered candidates kept per query to sample from.
-        candidates / max_candidates: Initial and widest retrieval window.
-        sampling / sample_pool / temperature: How each batch draws from a pool (see
+        model (SentenceTransformer): The model being trained (used for mining and for refreshes).
+        train_dataset (Dataset): The (anchor, positive) training data; anything
+            :func:`~st_hardneg.sources.load_data` accepts.
+        args (SentenceTransformerTrainingArguments | None): Training arguments whose ``prompts``
+            and ``router_mapping`` the collator applies.
+        corpus (list[str] | None): Extra documents to draw negatives from (default: the positives).
+        anchor_column_name / positive_column_name (str | None): Columns of ``train_dataset``.
+        num_negatives (int): Negative columns added to each row. Defaults to 3 (GISTEmbedLoss takes
+            one; CachedGISTEmbedLoss and the MNRL losses any number).
+        retriever (str | Retriever): ``"dense"``, ``"bm25"``, ``"hybrid"`` or a Retriever.
+        teacher (Any): Scorer(s) for filtering (default: ``model`` itself, before training).
+        ensemble (str): ``"mean"`` or ``"union"`` of several teachers. Defaults to "mean".
+        filter (PositiveAwareFilter | None): The false-negative rules (default TopK-PercPos 95%).
+        range_max (int): First candidate window per query beyond its positives. Defaults to 50.
+        pool_size (int): Filtered candidates kept per query to draw from. Defaults to 20.
+        max_candidates (int): Widest window tried for queries short of ``pool_size``. Defaults to 1000.
+        sampling_strategy (str): How each batch draws from a pool (see
             :func:`~st_hardneg.sampling.choose`); ``"sampled"`` gives fresh negatives every step.
-        scores: Also add a ``label`` column with teacher ``"scores"`` ([pos, neg_1, ...], for
-            DistillKLDivLoss) or ``"margins"`` ([pos - neg_i], for MarginMSELoss).
-        refresh: ``None``, ``"rescore"`` (Conan rule) or ``"remine"`` (ANCE-style).
-        refresh_steps: Refresh every this many optimiser steps.
-        refresh_on_epoch: Refresh at the start of every epoch after the first.
-        stale_factor: Conan's factor: stale when ``current * stale_factor < mined``.
-        seed: Seed of every draw; draws depend on (seed, batch number, row).
-        batch_size / cache_dir / show_progress: Encoding settings for mining.
+        sample_pool / temperature: Window and softmax temperature of the sampled strategies.
+        scores (str | None): Also add a ``label`` column with teacher ``"scores"`` ([pos, neg_1, ...],
+            for DistillKLDivLoss) or ``"margins"`` ([pos - neg_i], for MarginMSELoss).
+        refresh (str | None): ``None``, ``"rescore"`` (Conan rule) or ``"remine"`` (ANCE-style);
+            runs when ``collator.refresh_callback`` is among the trainer's callbacks.
+        refresh_steps (int | None): Refresh every this many optimiser steps.
+        refresh_on_epoch (bool): Refresh at the start of every epoch after the first.
+        stale_factor (float): Conan's factor: stale when ``current * stale_factor < mined``. Defaults to 1.15.
+        seed (int): Seed of every draw; draws depend on (seed, batch number, row). Defaults to 42.
+        batch_size / cache_folder / verbose: Encoding settings for mining.
         prompts / router_mapping / max_length / valid_label_columns: As in
-            ``SentenceTransformerDataCollator``.
+            ``SentenceTransformerDataCollator``; explicit values win over ``args``.
+
+    References:
+        Li et al., "Conan-embedding: General Text Embedding with More and Better Negative Samples",
+        arXiv 2408.15710 (dynamic hard negatives); Xiong et al., "Approximate Nearest Neighbor
+        Negative Contrastive Learning for Dense Text Retrieval", arXiv 2007.00808 (ANCE).
 
     Example::
 
-        collator = MiningDataCollator(model, train_dataset, num_negatives=4, refresh="rescore", refresh_steps=100)
+        collator = MiningDataCollator(model, train_dataset, args=args, refresh="rescore", refresh_steps=100)
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss,
+                                             data_collator=collator, callbacks=[collator.refresh_callback])
     """
 
     def __init__(
@@ -108,18 +126,19 @@ class MiningDataCollator(SentenceTransformerDataCollator):
         model: Any,
         train_dataset: Any,
         *,
+        args: Any = None,
         corpus: Any = None,
-        anchor_column: str | None = None,
-        positive_column: str | None = None,
-        num_negatives: int = 4,
+        anchor_column_name: str | None = None,
+        positive_column_name: str | None = None,
+        num_negatives: int = 3,
         retriever: Any = "dense",
         teacher: Any = None,
         ensemble: Literal["mean", "union"] = "mean",
         filter: PositiveAwareFilter | None = None,
+        range_max: int = 50,
         pool_size: int = 20,
-        candidates: int = 50,
         max_candidates: int = 1000,
-        sampling: Strategy = "sampled",
+        sampling_strategy: str = "sampled",
         sample_pool: int = 10,
         temperature: float = 0.05,
         scores: Literal["scores", "margins"] | None = None,
@@ -129,41 +148,71 @@ class MiningDataCollator(SentenceTransformerDataCollator):
         stale_factor: float = 1.15,
         seed: int = 42,
         batch_size: int = 32,
-        cache_dir: str | None = None,
-        show_progress: bool = True,
+        cache_folder: str | None = None,
+        verbose: bool = True,
         prompts: Any = None,
         router_mapping: Any = None,
         max_length: int | dict[str, int] | None = None,
         valid_label_columns: list[str] | None = None,
+        **deprecated: Any,
     ) -> None:
+        given = {"anchor_column_name": anchor_column_name is not None,
+                 "positive_column_name": positive_column_name is not None, "range_max": range_max != 50,
+                 "sampling_strategy": sampling_strategy != "sampled", "cache_folder": cache_folder is not None,
+                 "verbose": verbose is not True}
+        old = renamed(deprecated, _ALIASES, "MiningDataCollator", given)
+        anchor_column_name = old.get("anchor_column_name", anchor_column_name)
+        positive_column_name = old.get("positive_column_name", positive_column_name)
+        range_max = old.get("range_max", range_max)
+        sampling_strategy = old.get("sampling_strategy", sampling_strategy)
+        cache_folder, verbose = old.get("cache_folder", cache_folder), old.get("verbose", verbose)
+        if prompts is None and args is not None:
+            prompts = getattr(args, "prompts", None)
+        if router_mapping is None and args is not None:
+            router_mapping = getattr(args, "router_mapping", None)
         kwargs = {} if valid_label_columns is None else {"valid_label_columns": valid_label_columns}
         super().__init__(preprocess_fn=model.preprocess, router_mapping=router_mapping or {}, prompts=prompts or {},
                          max_length=max_length, **kwargs)
+        # The settings mine() shares, checked the same way, before anything is encoded.
+        settings = MiningSettings(
+            retriever=retriever, teacher=teacher, ensemble=ensemble, filter=filter or PositiveAwareFilter(),
+            range_max=range_max, max_candidates=max_candidates, num_negatives=num_negatives,
+            sampling_strategy=sampling_strategy, sample_pool=sample_pool, temperature=temperature, seed=seed,
+            batch_size=batch_size, cache_folder=cache_folder, verbose=verbose)
+        if seed is None:
+            raise ValueError("MiningDataCollator needs an integer seed: its draws depend on (seed, batch, row)")
         if refresh not in (None, "rescore", "remine"):
             raise ValueError(f"unknown refresh {refresh!r}; use None, 'rescore' or 'remine'")
+        if refresh_steps is not None and refresh_steps < 1:
+            raise ValueError(f"refresh_steps must be a positive integer, got {refresh_steps}")
+        if refresh and not (refresh_steps or refresh_on_epoch):
+            raise ValueError(f"refresh={refresh!r} needs refresh_steps or refresh_on_epoch=True, or it never runs")
+        if stale_factor <= 0:
+            raise ValueError(f"stale_factor must be > 0, got {stale_factor}")
         if scores not in (None, "scores", "margins"):
             raise ValueError(f"unknown scores {scores!r}; use None, 'scores' or 'margins'")
         if pool_size < num_negatives:
             raise ValueError(f"pool_size ({pool_size}) must be at least num_negatives ({num_negatives})")
+        if refresh and args is not None and getattr(args, "dataloader_num_workers", 0):
+            raise ValueError("refresh needs dataloader_num_workers=0: worker processes hold stale copies of the pools")
         self.model = model
-        self.data: MiningData = load_data(train_dataset, corpus=corpus, anchor_column=anchor_column,
-                                          positive_column=positive_column)
+        self.data = load_data(train_dataset, corpus=corpus, anchor_column_name=anchor_column_name,
+                              positive_column_name=positive_column_name)
         self.num_negatives, self.retriever, self.teacher, self.ensemble = num_negatives, retriever, teacher, ensemble
-        self.filter = filter or PositiveAwareFilter()
-        self.pool_size, self.candidates, self.max_candidates = pool_size, candidates, max_candidates
-        self.sampling, self.sample_pool, self.temperature = sampling, sample_pool, temperature
+        self.filter = settings.filter
+        self.range_max, self.pool_size, self.max_candidates = range_max, pool_size, max_candidates
+        self.sampling_strategy = settings.sampling_strategy
+        self.sample_pool, self.temperature = sample_pool, temperature
         self.scores, self.refresh_mode, self.refresh_steps = scores, refresh, refresh_steps
         self.refresh_on_epoch, self.stale_factor, self.seed = refresh_on_epoch, stale_factor, seed
-        self.encode_batch_size, self.cache_dir, self.show_progress = batch_size, cache_dir, show_progress
-        self._explicit = {"prompts": prompts is not None, "router_mapping": router_mapping is not None}
+        self.encode_batch_size, self.cache_folder, self.verbose = batch_size, cache_folder, verbose
         self._positives = self.data.positives_by_query()
-        self._pair_of = {(self.data.query_texts[q], self.data.corpus_texts[d]): i for i, (q, d) in enumerate(self.data.pairs)}
-        self._first_pair_of_query = {}
+        self._pair_of = {(self.data.query_texts[q], self.data.corpus_texts[d]): i
+                         for i, (q, d) in enumerate(self.data.pairs)}
+        self._first_pair_of_query: dict[str, int] = {}
         for i, (q, _) in enumerate(self.data.pairs):
             self._first_pair_of_query.setdefault(self.data.query_texts[q], i)
-        self._state: dict[str, Any] | None = None  # pools, per-candidate mined student scores, alive masks
         self._scorers: list | None = None
-        self._trainer = None
         self._calls = 0
         self._warned_unknown = False
         self._positive_column = "positive"
@@ -171,42 +220,17 @@ class MiningDataCollator(SentenceTransformerDataCollator):
         self.batch_stats = {"batches": 0, "rows": 0, "guarded": 0, "random_fill": 0, "passthrough": 0}
         self.history: deque[dict] = deque(maxlen=256)
         self.refreshes: list[dict] = []
+        self.refresh_callback = RefreshCallback(self)
+        # Mined now, in the main process: dataloader workers then share the pools, and under
+        # `accelerate launch` rank 0 mines once and every rank receives the same pools.
+        self._state = _broadcast(self._mine(self._embedder(self.cache_folder)) if _distributed()[0] == 0 else None)
+        record_mining_in_card(model, self._card_lines())
 
-    # -- trainer binding ---------------------------------------------------------------------
     @property
-    def valid_label_columns(self) -> list[str]:
-        # The trainer reads this attribute from its own _get_dataloader, in the main process and before
-        # any dataloader worker starts: the one place a custom collator can find its trainer.
-        self._maybe_bind(sys._getframe(1).f_locals.get("self"))
-        return self._valid_label_columns
-
-    @valid_label_columns.setter
-    def valid_label_columns(self, value: list[str]) -> None:
-        self._valid_label_columns = value
-
-    def _maybe_bind(self, trainer: Any) -> None:
-        from transformers import Trainer
-
-        if self._trainer is not None or not isinstance(trainer, Trainer) or trainer.data_collator is not self:
-            return
-        self.bind(trainer)
-
-    def bind(self, trainer: Any) -> None:
-        """Take prompts and router mapping from ``trainer.args`` and hook refreshes into its events.
-
-        Called automatically when the trainer builds its dataloader; call it yourself only when you
-        drive the collator outside ``SentenceTransformerTrainer.train``.
-        """
-        self._trainer = trainer
-        args = trainer.args
-        if not self._explicit["prompts"] and getattr(args, "prompts", None):
-            self.prompts = args.prompts
-        if not self._explicit["router_mapping"] and getattr(args, "router_mapping", None):
-            self.router_mapping = args.router_mapping
-        if self.refresh_mode and args.dataloader_num_workers:
-            raise ValueError("refresh needs dataloader_num_workers=0: worker processes hold stale copies of the model")
-        trainer.add_callback(_RefreshCallback(self))
-        self._ensure_pools()
+    def quotas(self) -> list[int]:
+        """Negatives each teacher contributes to a row (one teacher, or a mean ensemble: all of them)."""
+        k = len(self._state["pools"].kept[0]) if self._state else 1
+        return [self.num_negatives // k + (i < self.num_negatives % k) for i in range(k)]
 
     def _get_prompt_for_column(self, prompts: Any, column_name: str) -> str | None:
         prompt = super()._get_prompt_for_column(prompts, column_name)
@@ -221,55 +245,31 @@ class MiningDataCollator(SentenceTransformerDataCollator):
         return task
 
     # -- pools ------------------------------------------------------------------------------
-    def _embedder(self, cache_dir: Any = None) -> Embedder:
-        return Embedder(self.model, batch_size=self.encode_batch_size, cache_dir=cache_dir,
-                        show_progress=self.show_progress)
-
-    def _ensure_pools(self) -> None:
-        if self._state is None:
-            self._state = _broadcast(self._mine(self._embedder(self.cache_dir)) if _distributed()[0] == 0 else None)
+    def _embedder(self, cache_folder: Any = None) -> Embedder:
+        return Embedder(self.model, batch_size=self.encode_batch_size, cache_dir=cache_folder,
+                        show_progress=self.verbose)
 
     def _mine(self, embedder: Embedder) -> dict[str, Any]:
         """Build pools with the model as it is now; returns the state shared by all ranks."""
         was_training = self.model.training
         try:
-            source = build_retriever(self.retriever, embedder, show_progress=self.show_progress)
+            source = build_retriever(self.retriever, embedder, show_progress=self.verbose)
             self._scorers = self._scorers or make_scorers(self.teacher, embedder, ensemble=self.ensemble,
-                                                          batch_size=self.encode_batch_size, cache_dir=self.cache_dir,
-                                                          show_progress=self.show_progress)
-            source.index(self.data.corpus_texts)
+                                                          batch_size=self.encode_batch_size,
+                                                          cache_dir=self.cache_folder, show_progress=self.verbose)
+            index_all(source, self._scorers, self.data.corpus_texts)
             stats = MiningStats(num_negatives=self.num_negatives, queries=len(self._positives))
             pools = build_pools(self.data, source, self._scorers, self.filter, embedder,
-                                want=[self.pool_size] * len(self._scorers), candidates=self.candidates,
-                                max_candidates=self.max_candidates, stats=stats)
-            docs, teacher_scores = self._merge(pools)
+                                want=[self.pool_size] * len(self._scorers), range_max=self.range_max,
+                                max_candidates=self.max_candidates, stats=stats, pool_size=self.pool_size)
+            docs = [np.array(list(dict.fromkeys(int(d) for k in kept for d in k.docs)), dtype=np.int64)
+                    for kept in pools.kept]
             mined = self._student_scores(embedder, pools.query_order, docs)
         finally:
             self.model.train(was_training)  # SentenceTransformer.encode leaves the model in eval mode
         self.stats = stats
-        return {
-            "query_order": pools.query_order,
-            "pool_of": {q: i for i, q in enumerate(pools.query_order)},  # query index -> pool, for every batch
-            "docs": docs,
-            "teacher": teacher_scores,
-            "positive_teacher": pools.positive_scores,
-            "mined": mined,
-            "alive": [np.ones(len(d), dtype=bool) for d in docs],
-        }
-
-    def _merge(self, pools: CandidatePools) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """One list per query: the scorers' kept candidates interleaved (round-robin), first occurrence kept."""
-        docs_out, scores_out = [], []
-        for per_scorer in pools.kept:
-            seen: dict[int, float] = {}
-            for j in range(max(len(k.docs) for k in per_scorer)):
-                for k in per_scorer:
-                    if j < len(k.docs) and int(k.docs[j]) not in seen:
-                        seen[int(k.docs[j])] = float(k.scores[j])
-            items = list(seen.items())[: self.pool_size * len(per_scorer)]
-            docs_out.append(np.array([d for d, _ in items], dtype=np.int64))
-            scores_out.append(np.array([s for _, s in items], dtype=np.float32))
-        return docs_out, scores_out
+        # Per pool: every candidate document, its score under the model when mined, and which are stale.
+        return {"pools": pools, "docs": docs, "mined": mined, "stale": [set() for _ in docs]}
 
     def _student_scores(self, embedder: Embedder, query_order: list[int], docs: list[np.ndarray]) -> list[np.ndarray]:
         """Cosine of the model being trained for every (query, pool document)."""
@@ -280,6 +280,18 @@ class MiningDataCollator(SentenceTransformerDataCollator):
         return [doc_emb[[where[int(d)] for d in row]] @ q_emb[i] if len(row) else np.zeros(0, np.float32)
                 for i, row in enumerate(docs)]
 
+    def _card_lines(self) -> list[str]:
+        return [
+            f"candidates: {self.retriever if isinstance(self.retriever, str) else self.retriever.name}, filtered by "
+            f"{self.filter.description}, {self.pool_size} per query kept as the pool",
+            f"teacher: {', '.join(s.name for s in (self._scorers or [])) or 'the model itself'}",
+            f"{self.num_negatives} negatives per row, drawn per batch ({self.sampling_strategy}, seed {self.seed}) "
+            "by MiningDataCollator, never a positive of another anchor in the batch",
+            f"refresh: {self.refresh_mode or 'none'}"
+            + (f" every {self.refresh_steps} steps" if self.refresh_steps else "")
+            + (" at every epoch" if self.refresh_on_epoch else ""),
+        ]
+
     # -- refresh ----------------------------------------------------------------------------
     def refresh(self, mode: Refresh | None = None, step: int | None = None) -> dict:
         """Refresh the pools with the model as it is now; returns (and logs) what it did and cost.
@@ -289,9 +301,8 @@ class MiningDataCollator(SentenceTransformerDataCollator):
         score); ``"remine"`` rebuilds the pools with the live model. All ranks get rank 0's result.
         """
         mode = mode or self.refresh_mode or "rescore"
-        self._ensure_pools()
         start = time.perf_counter()
-        before = [a.copy() for a in self._state["alive"]]
+        before = [set(s) for s in self._state["stale"]]
         old_docs = [d.copy() for d in self._state["docs"]]
         if _distributed()[0] == 0:
             was_training = self.model.training
@@ -301,8 +312,9 @@ class MiningDataCollator(SentenceTransformerDataCollator):
                     state = self._mine(self._embedder())
                 else:
                     state = dict(self._state)
-                    current = self._student_scores(self._embedder(), state["query_order"], state["docs"])
-                    state["alive"] = [self._alive(cur, mined) for cur, mined in zip(current, state["mined"])]
+                    current = self._student_scores(self._embedder(), state["pools"].query_order, state["docs"])
+                    state["stale"] = [self._stale(docs, cur, mined)
+                                      for docs, cur, mined in zip(state["docs"], current, state["mined"])]
             finally:
                 self.model.train(was_training)
         else:
@@ -311,28 +323,31 @@ class MiningDataCollator(SentenceTransformerDataCollator):
         if mode == "remine":
             changed = sum(not np.array_equal(a, b) for a, b in zip(old_docs, self._state["docs"]))
         else:
-            changed = sum(not np.array_equal(a, b) for a, b in zip(before, self._state["alive"]))
+            changed = sum(a != b for a, b in zip(before, self._state["stale"]))
         record = {"step": step, "mode": mode, "seconds": round(time.perf_counter() - start, 3),
                   "queries_changed": int(changed), "queries": len(self._state["docs"]),
-                  "stale": int(sum((~a).sum() for a in self._state["alive"]))}
+                  "stale": int(sum(len(s) for s in self._state["stale"]))}
         self.refreshes.append(record)
         logger.info("refresh (%s) at step %s: %d of %d pools changed, %d stale candidates, %.1fs",
                     mode, step, changed, record["queries"], record["stale"], record["seconds"])
         return record
 
-    def _alive(self, current: np.ndarray, mined: np.ndarray) -> np.ndarray:
+    def _stale(self, docs: np.ndarray, current: np.ndarray, mined: np.ndarray) -> set[int]:
         # Conan's rule on positive mined scores; a negative cosine cannot get "less hard" by a factor.
-        alive = ~((current * self.stale_factor < mined) & (mined > 0))
-        if alive.sum() < self.num_negatives:  # keep the hardest by the current model rather than run dry
-            alive[np.argsort(-current, kind="stable")[: self.num_negatives]] = True
-        return alive
+        stale = (current * self.stale_factor < mined) & (mined > 0)
+        if (~stale).sum() < self.num_negatives:  # keep the hardest by the current model rather than run dry
+            stale[np.argsort(-current, kind="stable")[: self.num_negatives]] = False
+        return {int(d) for d in docs[stale]}
 
     # -- collation --------------------------------------------------------------------------
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         if not features:
             return {}
-        self._ensure_pools()
-        label_cols = set(self._valid_label_columns)
+        if self.refresh_mode and not self.refresh_callback.attached and not self.refresh_callback.warned:
+            self.refresh_callback.warned = True
+            logger.warning("refresh=%r is set but collator.refresh_callback is not among the trainer's callbacks: "
+                           "the pools will not be refreshed", self.refresh_mode)
+        label_cols = set(self.valid_label_columns)
         columns = [c for c in features[0] if c != "dataset_name" and c not in label_cols]
         if len(columns) != 2:
             raise ValueError(f"MiningDataCollator expects (anchor, positive) rows, got columns {columns}")
@@ -347,7 +362,10 @@ class MiningDataCollator(SentenceTransformerDataCollator):
             return super().__call__(features)
         if self.scores and label_cols & set(features[0]):
             raise ValueError("the dataset already has a label column; scores= would overwrite it")
-        negatives, neg_scores, pos_scores = self._draw(rows)
+        # The rows' own positive texts are guarded too: a row found by its anchor alone may bring a text
+        # that the mined pairs do not label.
+        own = [f[self._positive_column] for f in features]
+        negatives, neg_scores, pos_scores = self.draw(rows, self._calls, self.batch_stats, also_forbidden=own)
         out = []
         for feature, negs, ns, ps in zip(features, negatives, neg_scores, pos_scores):
             row = dict(feature)
@@ -368,38 +386,43 @@ class MiningDataCollator(SentenceTransformerDataCollator):
         pair = self._pair_of.get((anchor, positive))
         return pair if pair is not None else self._first_pair_of_query.get(anchor)
 
-    def _draw(self, rows: Sequence[int]) -> tuple[list[list[int]], list[list[float]], list[float]]:
-        self._ensure_pools()
-        state = self._state
-        data, texts = self.data, self.data.corpus_texts
-        pool_of = state["pool_of"]
+    def draw(self, rows: Sequence[int], call: int, stats: dict[str, int] | None = None,
+             also_forbidden: Sequence[str] = ()) -> tuple[list[list[int]], list[list[float]], list[float]]:
+        """Negatives for a batch of training rows (indices into ``collator.data.pairs``), as batch ``call`` gets them.
+
+        Returns each row's negatives (corpus positions), their teacher scores and the positive's
+        score; ``stats`` (when given) counts guarded candidates and random fills; texts in
+        ``also_forbidden`` are never attached either.
+        """
+        stats = {"guarded": 0, "random_fill": 0} if stats is None else stats
+        state, data, texts = self._state, self.data, self.data.corpus_texts
+        pools: CandidatePools = state["pools"]
         queries = [data.pairs[r][0] for r in rows]
         # In-batch guard: every column of every row is a negative for every anchor.
         forbidden = {d for q in set(queries) for d in self._positives[q]}
-        forbidden_keys = {normalize_text(texts[d]) for d in forbidden} | {normalize_text(data.query_texts[q]) for q in queries}
+        forbidden_keys = ({normalize_text(texts[d]) for d in forbidden}
+                          | {normalize_text(data.query_texts[q]) for q in queries}
+                          | {normalize_text(t) for t in also_forbidden})
         used: set[int] = set()
         negatives, neg_scores, pos_scores = [], [], []
         for row, q in zip(rows, queries):
-            i = pool_of[q]
-            docs, teacher, alive = state["docs"][i], state["teacher"][i], state["alive"][i]
-            allowed = [j for j in range(len(docs)) if alive[j] and int(docs[j]) not in forbidden
-                       and normalize_text(texts[docs[j]]) not in forbidden_keys]
-            self.batch_stats["guarded"] += int(alive.sum()) - len(allowed)
-            fresh = [j for j in allowed if int(docs[j]) not in used]
-            options = fresh if len(fresh) >= self.num_negatives else allowed
-            rng = np.random.default_rng([self.seed, self._calls, row])
-            picks = [options[j] for j in choose(teacher[options], self.num_negatives, self.sampling,
-                                                pool=self.sample_pool, temperature=self.temperature, rng=rng)]
-            chosen = [int(docs[j]) for j in picks]
-            scores = [float(teacher[j]) for j in picks]
+            i = pools.pool_of[q]
+            stale = state["stale"][i]
+            safe = lambda d: d not in forbidden and normalize_text(texts[d]) not in forbidden_keys  # noqa: E731
+            stats["guarded"] += sum(not safe(int(d)) for d in state["docs"][i] if int(d) not in stale)
+            rng = np.random.default_rng([self.seed, call, row])
+            merged = draw(pools.kept[i], self.quotas, self.sampling_strategy, rng, sample_pool=self.sample_pool,
+                          temperature=self.temperature, usable=lambda d: d not in stale and safe(d),
+                          fresh=lambda d: d not in used)
+            chosen, scores = [m[0] for m in merged], [m[1] for m in merged]
             for _ in range(100 * self.num_negatives):  # the pool ran dry: random safe documents
                 if len(chosen) >= self.num_negatives:
                     break
                 d = int(rng.integers(len(texts)))
-                if d not in forbidden and d not in chosen and normalize_text(texts[d]) not in forbidden_keys:
+                if d not in chosen and safe(d):
                     chosen.append(d)
                     scores.append(self._score_one(q, d))
-                    self.batch_stats["random_fill"] += 1
+                    stats["random_fill"] += 1
             if len(chosen) < self.num_negatives:
                 raise ValueError(
                     f"could not find {self.num_negatives} safe negatives for training row {row}: nearly every document "
@@ -409,7 +432,7 @@ class MiningDataCollator(SentenceTransformerDataCollator):
             negatives.append(chosen)
             neg_scores.append(scores)
             pos_index = self._positives[q].index(data.pairs[row][1])
-            pos_scores.append(float(np.mean([ps[i][pos_index] for ps in state["positive_teacher"]])))
+            pos_scores.append(float(np.mean([ps[i][pos_index] for ps in pools.positive_scores])))
         return negatives, neg_scores, pos_scores
 
     def _score_one(self, q: int, d: int) -> float:
@@ -419,11 +442,22 @@ class MiningDataCollator(SentenceTransformerDataCollator):
                               for s in self._scorers]))
 
 
-class _RefreshCallback(TrainerCallback):
-    """Runs the collator's refresh on the trainer's schedule (every rank calls it at the same point)."""
+class RefreshCallback(TrainerCallback):
+    """Runs a :class:`MiningDataCollator`'s refresh on the trainer's schedule.
+
+    Wire it in plain sight: ``callbacks=[collator.refresh_callback]``. Every rank calls it at the
+    same point, so all ranks refresh together.
+    """
 
     def __init__(self, collator: MiningDataCollator) -> None:
         self.collator = collator
+        self.attached = False
+        self.warned = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.attached = True
+        if self.collator.refresh_mode and args.dataloader_num_workers:
+            raise ValueError("refresh needs dataloader_num_workers=0: worker processes hold stale copies of the pools")
 
     def on_step_end(self, args, state, control, **kwargs):
         c = self.collator
@@ -434,19 +468,3 @@ class _RefreshCallback(TrainerCallback):
         c = self.collator
         if c.refresh_mode and c.refresh_on_epoch and state.epoch and state.epoch >= 1:
             c.refresh(step=state.global_step)
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        c = self.collator
-        lines = [
-            f"candidates: {c.retriever if isinstance(c.retriever, str) else c.retriever.name}, filtered by "
-            f"{c.filter.description}, {c.pool_size} per query kept as the pool",
-            f"teacher: {', '.join(s.name for s in (c._scorers or [])) or 'the model itself'}",
-            f"{c.num_negatives} negatives per row, drawn per batch ({c.sampling}, seed {c.seed}) by "
-            "MiningDataCollator, never a positive of another anchor in the batch",
-            f"refresh: {c.refresh_mode or 'none'}"
-            + (f" every {c.refresh_steps} steps" if c.refresh_steps else "")
-            + (" at every epoch" if c.refresh_on_epoch else ""),
-        ]
-        from .cards import record_mining_in_card
-
-        record_mining_in_card(c.model, lines)

@@ -28,6 +28,7 @@ is safe by construction under the model that filtered it, so score with a differ
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,34 +153,42 @@ def eci_from_scores(
 
 
 def rows_of(dataset: Any) -> tuple[list[str], list[str], list[list[str]]]:
-    """(queries, positives, negatives per row) from any text layout ``st_hardneg`` writes."""
+    """(queries, positives, negatives per row) from any text layout sentence-transformers and ``st_hardneg`` write.
+
+    The anchor is the first column and the positive the second, whatever their names, as in
+    sentence-transformers' layouts.
+    """
     cols = dataset.column_names
+    if len(cols) < 3:
+        raise ValueError(f"cannot find (query, positive, negatives) in columns {cols}; use a triplet, n-tuple, "
+                         "labeled-list or labeled-pair layout, or pass scores")
+    anchor, second = cols[0], cols[1]
     if "negative" in cols:  # triplet: one row per negative
         grouped: dict[tuple[str, str], list[str]] = {}
-        for a, p, n in zip(dataset["anchor"], dataset["positive"], dataset["negative"]):
+        for a, p, n in zip(dataset[anchor], dataset[second], dataset["negative"]):
             grouped.setdefault((a, p), []).append(n)
         return [a for a, _ in grouped], [p for _, p in grouped], list(grouped.values())
-    neg_cols = sorted((c for c in cols if c.startswith("negative_")), key=lambda c: int(c.split("_")[1]))
-    if neg_cols:  # n-tuple (with or without label)
+    neg_cols = sorted((c for c in cols if re.fullmatch(r"negative_\d+", c)), key=lambda c: int(c.split("_")[1]))
+    if neg_cols:  # n-tuple (with or without scores / label)
         negatives = [list(r) for r in zip(*(dataset[c] for c in neg_cols))]
-        return list(dataset[cols[0]]), list(dataset[cols[1]]), negatives
-    if {"query", "docs", "labels"} <= set(cols):  # labeled-list
+        return list(dataset[anchor]), list(dataset[second]), negatives
+    label = next((c for c in ("labels", "scores", "label", "score") if c in cols), None)
+    if label in ("labels", "scores"):  # labeled-list: the positive first, then the negatives
         q, p, n = [], [], []
-        for query, docs, labels in zip(dataset["query"], dataset["docs"], dataset["labels"]):
-            for doc in (d for d, lab in zip(docs, labels) if lab):
-                q.append(query)
-                p.append(doc)
-                n.append([d for d, lab in zip(docs, labels) if not lab])
+        for query, docs in zip(dataset[anchor], dataset[second]):
+            q.append(query)
+            p.append(docs[0])
+            n.append(list(docs[1:]))
         return q, p, n
-    if {"anchor", "text", "label"} <= set(cols):  # labeled-pair
+    if label == "label":  # labeled-pair: label 1 marks the positives, 0 the negatives, per anchor
         pos: dict[str, list[str]] = {}
         neg: dict[str, list[str]] = {}
-        for a, t, lab in zip(dataset["anchor"], dataset["text"], dataset["label"]):
+        for a, t, lab in zip(dataset[anchor], dataset[second], dataset[label]):
             (pos if lab else neg).setdefault(a, []).append(t)
         q = [a for a in pos for _ in pos[a]]
         return q, [t for a in pos for t in pos[a]], [neg.get(a, []) for a in pos for _ in pos[a]]
-    raise ValueError(f"cannot find (query, positive, negatives) in columns {cols}; "
-                     "use a triplet, n-tuple, labeled-list or labeled-pair layout, or pass scores")
+    raise ValueError(f"cannot find (query, positive, negatives) in columns {cols}; use a triplet, n-tuple, "
+                     "labeled-list or labeled-pair layout (with labels, not scores), or pass scores")
 
 
 def eci_score(
@@ -210,10 +219,10 @@ def eci_score(
         result = eci_score(mined_dataset, model)
         print(result)                    # ECI, capacity, hardness, safety, efficiency, S = 0 share
     """
-    from .mining import MiningResult
+    from .result import MiningResult
 
-    if isinstance(dataset, MiningResult):
-        dataset = dataset.to_dataset("ids")
+    if isinstance(dataset, MiningResult):  # stored scores in the ids layout; texts for a scorer to read
+        dataset = dataset.to_dataset("ids" if scorer is None else "labeled-list")
     cols = getattr(dataset, "column_names", [])
     if max_rows is not None:
         dataset = dataset.select(range(min(max_rows, len(dataset))))
@@ -238,7 +247,8 @@ def row_scores(dataset: Any, scorer: Scorer) -> tuple[list[str], list[float], li
 
 
 def _as_scorer(scorer: Any) -> Scorer:
-    from .teachers import load_teacher, make_scorer
+    from .models import load_teacher
+    from .teachers import make_scorer
 
     if isinstance(scorer, str):
         scorer = load_teacher(scorer)

@@ -78,6 +78,8 @@ class Embedder:
         cache_dir: Folder for the on-disk cache; ``"auto"`` for ``~/.cache/st_hardneg/embeddings``
             (or ``$ST_HARDNEG_CACHE``); ``None`` disables it.
         show_progress: Show tqdm progress bars while encoding.
+        multi_process: Encode in several processes, as sentence-transformers' ``use_multi_process``:
+            ``True`` for its default devices, or a list of devices such as ``["cpu", "cpu"]``.
 
     Example::
 
@@ -96,6 +98,7 @@ class Embedder:
         document_prompt_name: str | None = None,
         cache_dir: str | os.PathLike | None = None,
         show_progress: bool = True,
+        multi_process: bool | list[str] = False,
     ) -> None:
         self.model = model
         self.batch_size = batch_size
@@ -104,6 +107,7 @@ class Embedder:
             cache_dir = default_cache_dir()
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
         self.show_progress = show_progress
+        self.multi_process = multi_process
         # Last collection encoded per kind, so that subsets (widening, rescoring) need no re-encoding.
         # Without a cache_dir nothing is fingerprinted: call forget() after changing the weights.
         self._memory: dict[str, tuple[dict[str, int], np.ndarray, str]] = {}
@@ -120,7 +124,8 @@ class Embedder:
         except (AttributeError, IndexError, TypeError, KeyError):
             return type(self.model).__name__
 
-    def _resolved_prompt(self, kind: Kind) -> str:
+    def resolved_prompt(self, kind: Kind) -> str:
+        """The prompt text ``kind`` is encoded with; an unknown prompt name raises ``ValueError``."""
         prompt, prompt_name = self.prompts[kind]
         if prompt is not None:
             return prompt
@@ -134,7 +139,7 @@ class Embedder:
         """Everything besides the texts that changes an embedding."""
         return {
             "model": self.fingerprint(),
-            "prompt": self._resolved_prompt(kind),
+            "prompt": self.resolved_prompt(kind),
             "max_seq_length": getattr(self.model, "max_seq_length", None),
             "kind": kind,
             "normalize": True,
@@ -193,15 +198,16 @@ class Embedder:
     def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
         prompt, prompt_name = self.prompts[kind]
         encode = self.model.encode_query if kind == "query" else self.model.encode_document
-        array = encode(
-            texts,
-            prompt=prompt,
-            prompt_name=prompt_name,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=self.show_progress,
-        )
+        pool = None
+        if self.multi_process:
+            devices = None if self.multi_process is True else list(self.multi_process)
+            pool = self.model.start_multi_process_pool(target_devices=devices)
+        try:
+            array = encode(texts, prompt=prompt, prompt_name=prompt_name, batch_size=self.batch_size, pool=pool,
+                           normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=self.show_progress)
+        finally:
+            if pool is not None:
+                self.model.stop_multi_process_pool(pool)
         return np.ascontiguousarray(array, dtype=np.float32)
 
 

@@ -1,9 +1,9 @@
 """PositiveAwareFilter: drop candidate negatives that are likely false negatives.
 
 Pure numpy: no model, no I/O. Rules from NV-Retriever (Moreira et al., "NV-Retriever: Improving
-text embedding models with effective hard-negative mining", arXiv 2407.15831, §3.1):
-TopK-Abs (``max_score``), TopK-MarginPos (``margin``), TopK-PercPos (``perc``) and
-Top-K shifted by N (``skip_top``).
+text embedding models with effective hard-negative mining", arXiv 2407.15831, §3.1), under the
+names sentence-transformers' ``mine_hard_negatives`` gives them: TopK-PercPos (``relative_margin``),
+TopK-MarginPos (``absolute_margin``), TopK-Abs (``max_score``) and Top-K shifted by N (``range_min``).
 """
 
 from __future__ import annotations
@@ -11,17 +11,19 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-# Order in which rules are checked; a removed candidate is counted under the first rule that hits it,
-# so the counts add up to the number of candidates removed.
-RULES = ("padding", "positive_id", "duplicate_text", "duplicate_score", "skip_top", "max_score", "min_score",
-         "margin_pos", "perc_pos")
+# The order in which rules are checked (sentence-transformers' order for the score rules). A removed
+# candidate is counted under the first rule that hits it, so the counts add up to the removals.
+RULES = ("padding", "positive_id", "duplicate_text", "duplicate_score", "absolute_margin", "relative_margin",
+         "max_score", "min_score", "range_min")
 
 _PUNCT = re.compile(r"[\W_]+", re.UNICODE)
+_UNSET = object()
 
 
 @functools.lru_cache(maxsize=65536)
@@ -51,86 +53,121 @@ class FilterResult:
         sub = self.reasons[rows]
         return {RULES[i]: int((sub == i).sum()) for i in range(1, len(RULES)) if (sub == i).any()}
 
-    @property
-    def kept(self) -> int:
-        return int(self.keep.sum())
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"PositiveAwareFilter({old}=...) is deprecated and will be removed in the next release; "
+                  f"use {new} (sentence-transformers' name)", FutureWarning, stacklevel=3)
 
 
-@dataclass
 class PositiveAwareFilter:
     """Positive-aware false-negative filter (NV-Retriever, arXiv 2407.15831).
 
-    A candidate is kept only when it passes every enabled rule:
+    A candidate is kept only when it passes every enabled rule, checked in this order:
 
     - it is not a positive (by id) and not a near-duplicate of one (same normalised text, or a
       similarity to a positive of at least ``duplicate_threshold``);
-    - it is not among the ``skip_top`` highest-scoring remaining candidates (Top-K shifted by N);
+    - TopK-MarginPos: ``score <= positive - absolute_margin``;
+    - TopK-PercPos: ``score <= positive - |positive| * relative_margin``, i.e. ``positive * 0.95``
+      for a positive score and ``relative_margin=0.05``, and still below the positive when scores
+      are negative;
     - TopK-Abs: ``score <= max_score``; and ``score >= min_score``;
-    - TopK-MarginPos: ``score < positive - margin``;
-    - TopK-PercPos: ``score < positive - |positive| * (1 - perc)``, i.e. ``positive * perc`` for a
-      positive score, and still below the positive when scores are negative.
+    - Top-K shifted by N: the ``range_min`` highest-scoring candidates left after the rules above
+      are skipped.
 
-    With several positives the rules compare against the *lowest* positive score: the strictest
-    choice, since any candidate scoring near a true positive may itself be relevant. Percentage rules
-    assume comparable, mostly positive scores: normalise cross-encoder logits (sigmoid) first.
+    The rules, their inequalities and this order are those of sentence-transformers'
+    ``mine_hard_negatives``, so the same settings keep the same candidates. With several positives
+    the rules compare against the *lowest* positive score (as sentence-transformers does): any
+    candidate scoring near a true positive may itself be relevant. Percentage rules assume
+    comparable, mostly positive scores: cross-encoder logits go through a sigmoid first.
 
     Args:
-        perc: TopK-PercPos factor (NV-Retriever's best: 0.95). ``None`` disables it.
-        margin: TopK-MarginPos absolute margin (e.g. 0.05). ``None`` disables it.
-        max_score: TopK-Abs threshold. ``None`` disables it.
-        min_score: Drop candidates scoring below this (too easy). ``None`` disables it.
-        skip_top: Skip this many of the highest-scoring candidates (Top-K shifted by N).
-        duplicate_threshold: Drop candidates whose similarity to any positive reaches this value.
-            Needs ``duplicate_similarity`` when called. ``None`` disables it.
-        drop_duplicate_text: Drop candidates whose normalised text equals a positive's.
+        relative_margin (float | None): TopK-PercPos margin as a fraction of the positive score
+            (NV-Retriever's best, PercPos 95%, is ``0.05``). Defaults to 0.05; ``None`` disables it.
+        absolute_margin (float | None): TopK-MarginPos margin. Defaults to None (off).
+        max_score (float | None): TopK-Abs threshold. Defaults to None (off).
+        min_score (float | None): Drop candidates scoring below this (too easy). Defaults to None (off).
+        range_min (int): Skip this many of the highest-scoring remaining candidates (Top-K shifted
+            by N). Defaults to 0.
+        duplicate_threshold (float | None): Drop candidates whose similarity to any positive reaches
+            this value (needs ``duplicate_similarity`` when called). Defaults to None (off).
+        drop_duplicate_text (bool): Drop candidates whose normalised text equals a positive's.
+            Defaults to True.
+
+    References:
+        Moreira et al., "NV-Retriever: Improving text embedding models with effective hard-negative
+        mining", arXiv 2407.15831, §3.1 (mining methods) and Table 3 (TopK-PercPos 95% best).
 
     Example::
 
         import numpy as np
         from st_hardneg import PositiveAwareFilter
 
-        f = PositiveAwareFilter(perc=0.95)
-        result = f(np.array([0.90, 0.80, 0.50]), positive_scores=0.88)
+        result = PositiveAwareFilter(relative_margin=0.05)(np.array([0.90, 0.80, 0.50]), positive_scores=0.88)
         result.keep     # array([False,  True,  True])
-        result.removed  # {'perc_pos': 1}
+        result.removed  # {'relative_margin': 1}
     """
 
-    perc: float | None = 0.95
-    margin: float | None = None
-    max_score: float | None = None
-    min_score: float | None = None
-    skip_top: int = 0
-    duplicate_threshold: float | None = None
-    drop_duplicate_text: bool = True
-
-    def __post_init__(self) -> None:
-        if self.perc is not None and not 0 < self.perc <= 1.5:
-            raise ValueError(f"perc must be in (0, 1.5], got {self.perc}")
-        if self.margin is not None and self.margin < 0:
-            raise ValueError(f"margin must be >= 0, got {self.margin}")
-        if self.skip_top < 0:
-            raise ValueError(f"skip_top must be >= 0, got {self.skip_top}")
-        if self.max_score is not None and self.min_score is not None and self.min_score > self.max_score:
-            raise ValueError(f"min_score ({self.min_score}) is above max_score ({self.max_score})")
+    def __init__(
+        self,
+        *,
+        relative_margin: float | None = 0.05,
+        absolute_margin: float | None = None,
+        max_score: float | None = None,
+        min_score: float | None = None,
+        range_min: int = 0,
+        duplicate_threshold: float | None = None,
+        drop_duplicate_text: bool = True,
+        perc: float | None = _UNSET,  # type: ignore[assignment]
+        margin: float | None = _UNSET,  # type: ignore[assignment]
+        skip_top: int = _UNSET,  # type: ignore[assignment]
+    ) -> None:
+        if perc is not _UNSET:
+            _deprecated("perc", "relative_margin=1 - perc")
+            relative_margin = None if perc is None else round(1 - perc, 12)
+        if margin is not _UNSET:
+            _deprecated("margin", "absolute_margin")
+            absolute_margin = margin
+        if skip_top is not _UNSET:
+            _deprecated("skip_top", "range_min")
+            range_min = skip_top
+        if relative_margin is not None and not 0 <= relative_margin <= 1:
+            raise ValueError(f"relative_margin must be in [0, 1], got {relative_margin}")
+        if absolute_margin is not None and absolute_margin < 0:
+            raise ValueError(f"absolute_margin must be >= 0, got {absolute_margin}")
+        if not isinstance(range_min, (int, np.integer)) or range_min < 0:
+            raise ValueError(f"range_min must be a non-negative integer, got {range_min!r}")
+        if max_score is not None and min_score is not None and min_score > max_score:
+            raise ValueError(f"min_score ({min_score}) is above max_score ({max_score})")
+        self.relative_margin, self.absolute_margin = relative_margin, absolute_margin
+        self.max_score, self.min_score, self.range_min = max_score, min_score, int(range_min)
+        self.duplicate_threshold, self.drop_duplicate_text = duplicate_threshold, drop_duplicate_text
 
     @property
     def description(self) -> str:
-        """Short name of the configured rule, e.g. ``TopK-PercPos(0.95)``."""
+        """Short name of the configured rules, e.g. ``TopK-PercPos(0.95)``."""
         parts = []
-        if self.perc is not None:
-            parts.append(f"TopK-PercPos({self.perc:g})")
-        if self.margin is not None:
-            parts.append(f"TopK-MarginPos({self.margin:g})")
+        if self.relative_margin is not None:
+            parts.append(f"TopK-PercPos({1 - self.relative_margin:g})")
+        if self.absolute_margin is not None:
+            parts.append(f"TopK-MarginPos({self.absolute_margin:g})")
         if self.max_score is not None:
             parts.append(f"TopK-Abs({self.max_score:g})")
         if self.min_score is not None:
             parts.append(f"min_score({self.min_score:g})")
-        if self.skip_top:
-            parts.append(f"shifted({self.skip_top})")
+        if self.range_min:
+            parts.append(f"shifted({self.range_min})")
         return " + ".join(parts) or "positives-only"
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        keys = ("relative_margin", "absolute_margin", "max_score", "min_score", "range_min", "duplicate_threshold",
+                "drop_duplicate_text")
+        return {k: getattr(self, k) for k in keys}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PositiveAwareFilter) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return "PositiveAwareFilter(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
 
     def __call__(
         self,
@@ -177,49 +214,40 @@ class PositiveAwareFilter:
         if np.isnan(scores[valid]).any():
             row = int(np.argwhere(np.isnan(scores) & valid)[0][0])
             raise ValueError(f"scores contain NaN (query row {row}): the scorer returned an invalid value")
-        pos = self._lowest_positive(positive_scores, n)
-
+        none = np.zeros((n, k), dtype=bool)
         masks: dict[str, np.ndarray] = {"padding": ~valid}
-        masks["positive_id"] = self._membership(candidate_ids, positive_ids, n, k, "positive_ids")
-        dup_text = np.zeros((n, k), dtype=bool)
+        masks["positive_id"] = self._membership(candidate_ids, positive_ids, n, k)
+        dup_text = none.copy()
         if self.drop_duplicate_text and candidate_texts is not None and positive_texts is not None:
             for i in range(n):
                 keys = {normalize_text(t) for t in positive_texts[i]}
                 dup_text[i] = [t is not None and normalize_text(t) in keys for t in candidate_texts[i]]
         masks["duplicate_text"] = dup_text
-        dup_score = np.zeros((n, k), dtype=bool)
+        masks["duplicate_score"] = none
         if self.duplicate_threshold is not None and duplicate_similarity is not None:
-            dup_score = np.asarray(duplicate_similarity, dtype=np.float64) >= self.duplicate_threshold
-        masks["duplicate_score"] = dup_score
-
-        removed_so_far = np.zeros((n, k), dtype=bool)
-        for rule in ("padding", "positive_id", "duplicate_text", "duplicate_score"):
-            removed_so_far |= masks[rule]
-        skip = np.zeros((n, k), dtype=bool)
-        if self.skip_top:
-            # Rank among the candidates still eligible, highest score first (stable for ties).
-            ranked = np.where(removed_so_far, -np.inf, scores)
-            order = np.argsort(-ranked, axis=1, kind="stable")
-            eligible_sorted = ~np.take_along_axis(removed_so_far, order, axis=1)
-            rank = np.cumsum(eligible_sorted, axis=1) - 1
-            top_sorted = eligible_sorted & (rank < self.skip_top)
-            np.put_along_axis(skip, order, top_sorted, axis=1)
-        masks["skip_top"] = skip
-        col = pos[:, None]
-        none = np.zeros((n, k), dtype=bool)
+            masks["duplicate_score"] = np.asarray(duplicate_similarity, dtype=np.float64) >= self.duplicate_threshold
+        if self.absolute_margin is not None or self.relative_margin is not None:
+            col = self._lowest_positive(positive_scores, n)[:, None]
+        masks["absolute_margin"] = scores > col - self.absolute_margin if self.absolute_margin is not None else none
+        masks["relative_margin"] = (scores > col - np.abs(col) * self.relative_margin
+                                    if self.relative_margin is not None else none)
         masks["max_score"] = scores > self.max_score if self.max_score is not None else none
         masks["min_score"] = scores < self.min_score if self.min_score is not None else none
-        masks["margin_pos"] = scores >= col - self.margin if self.margin is not None else none
-        masks["perc_pos"] = scores >= col - np.abs(col) * (1 - self.perc) if self.perc is not None else none
 
-        removed: dict[str, int] = {}
         reasons = np.full((n, k), -1, dtype=np.int8)
-        for code, rule in enumerate(RULES):
-            newly = masks[rule] & (reasons < 0)
-            count = int(newly.sum())
-            if count and rule != "padding":
-                removed[rule] = count
-            reasons[newly] = code
+        for code, rule in enumerate(RULES[:-1]):
+            reasons[masks[rule] & (reasons < 0)] = code
+        if self.range_min:
+            # Top-K shifted by N, after every other rule: rank among the survivors, best first (stable).
+            alive = reasons < 0
+            order = np.argsort(-np.where(alive, scores, -np.inf), axis=1, kind="stable")
+            rank = np.cumsum(np.take_along_axis(alive, order, axis=1), axis=1) - 1
+            skipped = np.zeros((n, k), dtype=bool)
+            first = np.take_along_axis(alive, order, axis=1) & (rank < self.range_min)
+            np.put_along_axis(skipped, order, first, axis=1)
+            reasons[skipped] = RULES.index("range_min")
+        removed = {rule: int((reasons == code).sum()) for code, rule in enumerate(RULES)
+                   if rule != "padding" and (reasons == code).any()}
         keep = reasons < 0
         if single:
             return FilterResult(keep[0], removed, reasons[0])
@@ -242,12 +270,12 @@ class PositiveAwareFilter:
         return out
 
     @staticmethod
-    def _membership(candidate_ids, positive_ids, n: int, k: int, name: str) -> np.ndarray:
+    def _membership(candidate_ids, positive_ids, n: int, k: int) -> np.ndarray:
         mask = np.zeros((n, k), dtype=bool)
         if candidate_ids is None or positive_ids is None:
             return mask
         if len(positive_ids) != n:
-            raise ValueError(f"{name} has {len(positive_ids)} entries for {n} queries")
+            raise ValueError(f"positive_ids has {len(positive_ids)} entries for {n} queries")
         for i in range(n):
             ids = set(positive_ids[i])
             mask[i] = [c in ids for c in candidate_ids[i]]

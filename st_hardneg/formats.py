@@ -1,175 +1,144 @@
-"""Output layouts that sentence-transformers losses consume, plus an id form, with provenance.
+"""Output layouts that sentence-transformers losses consume, plus an id form.
 
-| layout | columns | typical loss |
+The first four are sentence-transformers' ``mine_hard_negatives`` layouts, with its column names
+(the input's own anchor and positive column names) and, with ``output_scores=True``, its score
+columns:
+
+| layout | columns (``output_scores=True``) | typical loss |
 |---|---|---|
-| ``triplet`` | anchor, positive, negative (one row per negative) | MultipleNegativesRankingLoss, TripletLoss |
-| ``n-tuple`` | anchor, positive, negative_1 ... negative_n | (Cached)MultipleNegativesRankingLoss, GISTEmbedLoss |
-| ``n-tuple-scores`` | n-tuple + label = [s(pos), s(neg_1), ...] | DistillKLDivLoss |
+| ``triplet`` | anchor, positive, negative (+ scores = [s(pos), s(neg)]); one row per negative | MultipleNegativesRankingLoss |
+| ``n-tuple`` | anchor, positive, negative_1 ... negative_n (+ scores = [s(pos), s(neg_1), ...]) | (Cached)MNRL; DistillKLDivLoss with scores |
+| ``labeled-pair`` | anchor, positive (any document), label 1 / 0 (score instead) | BinaryCrossEntropyLoss, ContrastiveLoss |
+| ``labeled-list`` | anchor, positive = [pos, neg_1, ...], labels = [1, 0, ...] (scores instead) | ListNetLoss, LambdaLoss |
 | ``n-tuple-margins`` | n-tuple + label = [s(pos) - s(neg_i), ...] | MarginMSELoss |
-| ``labeled-pair`` | anchor, text, label (1 / 0) | BinaryCrossEntropyLoss (CrossEncoder), ContrastiveLoss |
-| ``labeled-list`` | query, docs, labels (positive first) | ListNetLoss, LambdaLoss (CrossEncoder) |
 | ``ids`` | query_id, positive_id, negative_ids, positive_score, negative_scores, negative_ranks | provenance; :func:`resolve_ids` |
 
-The mining configuration and statistics travel inside ``Dataset.info.description`` (JSON) and, on
-disk, in an ``st_hardneg.json`` sidecar, so every row can be traced back to how it was mined.
+``n-tuple-scores`` is sentence-transformers' deprecated name of ``n-tuple`` with ``output_scores=True``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+import warnings
+from typing import Any
 
-if TYPE_CHECKING:
-    from .mining import MiningResult
+from .data import MiningData
+from .pools import MinedRows
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("triplet", "n-tuple", "n-tuple-scores", "n-tuple-margins", "labeled-pair", "labeled-list", "ids")
-_FIXED_WIDTH = ("n-tuple", "n-tuple-scores", "n-tuple-margins")
-SIDECAR = "st_hardneg.json"
+FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list", "n-tuple-margins", "ids")
 
 
-def count_output_rows(result: MiningResult, output_format: str) -> tuple[int, int]:
+def check_format(output_format: str, output_scores: bool = False) -> tuple[str, bool]:
+    """(layout, output_scores) with deprecated names resolved; an unknown layout raises."""
+    if output_format == "n-tuple-scores":
+        warnings.warn('output_format="n-tuple-scores" is deprecated; use output_format="n-tuple" with '
+                      "output_scores=True (as in sentence-transformers)", FutureWarning, stacklevel=3)
+        return "n-tuple", True
+    if output_format not in FORMATS:
+        raise ValueError(f"unknown output_format {output_format!r}; use one of {list(FORMATS)}")
+    return output_format, output_scores
+
+
+def _by_query(rows: MinedRows) -> dict[int, list[int]]:
+    """Row numbers grouped by query, queries in the order their first row appears."""
+    out: dict[int, list[int]] = {}
+    for r, (q, _) in enumerate(rows.pairs):
+        out.setdefault(q, []).append(r)
+    return out
+
+
+def count_rows(rows: MinedRows, output_format: str, num_negatives: int) -> tuple[int, int]:
     """(rows the layout will have, input rows it must drop)."""
-    n = result.config["num_negatives"]
-    if output_format in _FIXED_WIDTH:
-        full = sum(len(neg) == n for neg in result.negatives)
-        return full, len(result.negatives) - full
-    if output_format == "triplet":
-        return sum(len(neg) for neg in result.negatives), sum(not neg for neg in result.negatives)
-    if output_format == "labeled-pair":
-        return len(result.negatives) + sum(len(neg) for neg in result.negatives), 0
-    return len(result.negatives), 0
+    negs = rows.negatives
+    if output_format in ("n-tuple", "n-tuple-margins"):
+        full = sum(len(n) == num_negatives for n in negs)
+        return full, len(negs) - full
+    if output_format in ("triplet", "labeled-list"):
+        empty = sum(not n for n in negs)
+        return (sum(map(len, negs)) if output_format == "triplet" else len(negs) - empty), empty
+    if output_format == "labeled-pair":  # per query, each document once: its positives, then its negatives
+        return sum(len(dict.fromkeys([rows.pairs[r][1] for r in rs] + [d for r in rs for d in negs[r]]))
+                   for rs in _by_query(rows).values()), 0
+    return len(negs), 0
 
 
-def _columns(result: MiningResult, output_format: str) -> dict[str, list]:
-    data = result.data
+def columns(data: MiningData, rows: MinedRows, output_format: str, num_negatives: int,
+            output_scores: bool = False) -> dict[str, list]:
+    """The layout's columns, as lists."""
     qt, ct = data.query_texts, data.corpus_texts
-    n = result.config["num_negatives"]
-    rows = [(data.pairs[r], neg, ns, nr, ps) for r, neg, ns, nr, ps in zip(
-        result.row_pairs, result.negatives, result.negative_scores, result.negative_ranks, result.positive_scores)]
-    if output_format in _FIXED_WIDTH:
-        rows = [row for row in rows if len(row[1]) == n]
-        cols: dict[str, list] = {"anchor": [qt[q] for (q, _), *_ in rows], "positive": [ct[d] for (_, d), *_ in rows]}
-        for j in range(n):
-            cols[f"negative_{j + 1}"] = [ct[neg[j]] for _, neg, *_ in rows]
-        if output_format == "n-tuple-scores":
-            cols["label"] = [[ps] + list(ns) for _, _, ns, _, ps in rows]
-        elif output_format == "n-tuple-margins":
-            cols["label"] = [[ps - s for s in ns] for _, _, ns, _, ps in rows]
+    a, p = data.columns
+    items = list(zip(rows.pairs, rows.negatives, rows.negative_scores, rows.negative_ranks, rows.positive_scores))
+    if output_format in ("n-tuple", "n-tuple-margins"):
+        items = [item for item in items if len(item[1]) == num_negatives]
+        cols: dict[str, list] = {a: [qt[q] for (q, _), *_ in items], p: [ct[d] for (_, d), *_ in items]}
+        for j in range(num_negatives):
+            cols[f"negative_{j + 1}"] = [ct[neg[j]] for _, neg, *_ in items]
+        if output_format == "n-tuple-margins":
+            cols["label"] = [[ps - s for s in ns] for _, _, ns, _, ps in items]
+        elif output_scores:
+            cols["scores"] = [[ps, *ns] for _, _, ns, _, ps in items]
         return cols
     if output_format == "triplet":
-        cols = {"anchor": [], "positive": [], "negative": []}
-        for (q, d), neg, *_ in rows:
-            for doc in neg:
-                cols["anchor"].append(qt[q])
-                cols["positive"].append(ct[d])
+        cols = {a: [], p: [], "negative": [], **({"scores": []} if output_scores else {})}
+        for (q, d), neg, ns, _, ps in items:
+            for doc, s in zip(neg, ns):
+                cols[a].append(qt[q])
+                cols[p].append(ct[d])
                 cols["negative"].append(ct[doc])
+                if output_scores:
+                    cols["scores"].append([ps, s])
         return cols
     if output_format == "labeled-pair":
-        cols = {"anchor": [], "text": [], "label": []}
-        for (q, d), neg, *_ in rows:
-            for doc, label in [(d, 1)] + [(doc, 0) for doc in neg]:
-                cols["anchor"].append(qt[q])
-                cols["text"].append(ct[doc])
-                cols["label"].append(label)
+        # Per query: its positives, then its negatives once (sentence-transformers' order).
+        label = "score" if output_scores else "label"
+        cols = {a: [], p: [], label: []}
+        for q, rs in _by_query(rows).items():
+            entries = {rows.pairs[r][1]: (rows.positive_scores[r], 1) for r in rs}
+            for r in rs:
+                for doc, s in zip(rows.negatives[r], rows.negative_scores[r]):
+                    entries.setdefault(doc, (s, 0))
+            for doc, (s, positive) in entries.items():
+                cols[a].append(qt[q])
+                cols[p].append(ct[doc])
+                cols[label].append(s if output_scores else positive)
         return cols
     if output_format == "labeled-list":
-        return {
-            "query": [qt[q] for (q, _), *_ in rows],
-            "docs": [[ct[d]] + [ct[doc] for doc in neg] for (_, d), neg, *_ in rows],
-            "labels": [[1] + [0] * len(neg) for _, neg, *_ in rows],
-        }
+        items = [item for item in items if item[1]]
+        cols = {a: [qt[q] for (q, _), *_ in items], p: [[ct[d]] + [ct[n] for n in neg] for (_, d), neg, *_ in items]}
+        if output_scores:
+            cols["scores"] = [[ps, *ns] for _, _, ns, _, ps in items]
+        else:
+            cols["labels"] = [[1] + [0] * len(neg) for _, neg, *_ in items]
+        return cols
     if output_format == "ids":
         return {
-            "query_id": [data.query_ids[q] for (q, _), *_ in rows],
-            "positive_id": [data.corpus_ids[d] for (_, d), *_ in rows],
-            "negative_ids": [[data.corpus_ids[doc] for doc in neg] for _, neg, *_ in rows],
-            "positive_score": [ps for *_, ps in rows],
-            "negative_scores": [list(ns) for _, _, ns, _, _ in rows],
-            "negative_ranks": [list(nr) for _, _, _, nr, _ in rows],
+            "query_id": [data.query_ids[q] for (q, _), *_ in items],
+            "positive_id": [data.corpus_ids[d] for (_, d), *_ in items],
+            "negative_ids": [[data.corpus_ids[n] for n in neg] for _, neg, *_ in items],
+            "positive_score": [ps for *_, ps in items],
+            "negative_scores": [list(ns) for _, _, ns, _, _ in items],
+            "negative_ranks": [list(nr) for _, _, _, nr, _ in items],
         }
     raise ValueError(f"unknown output_format {output_format!r}; use one of {list(FORMATS)}")
-
-
-def provenance(result: MiningResult, output_format: str) -> dict:
-    """The JSON-serialisable record stored with every saved dataset."""
-    return {"st_hardneg": {"format": output_format, "config": result.config, "stats": result.stats.to_dict()}}
-
-
-def to_dataset(result: MiningResult, output_format: str) -> Any:
-    """Render a :class:`~st_hardneg.mining.MiningResult` as a ``datasets.Dataset``."""
-    import datasets
-    import pyarrow as pa
-
-    cols = _columns(result, output_format)
-    table = pa.table(cols) if cols and len(next(iter(cols.values()))) else pa.table(
-        {k: pa.array([], type=pa.string()) for k in cols})
-    record = provenance(result, output_format)
-    info = datasets.DatasetInfo(description=json.dumps(record, sort_keys=True))
-    # A content-derived fingerprint (datasets draws a random one) keeps save_to_disk byte-identical.
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    fingerprint = hashlib.sha256(sink.getvalue().to_pybytes() + info.description.encode()).hexdigest()[:16]
-    return datasets.Dataset(table, info=info, fingerprint=fingerprint)
-
-
-def save(result: MiningResult, path: str | os.PathLike, output_format: str, file_format: str = "arrow") -> Any:
-    """Write the dataset as ``arrow`` (``save_to_disk``), ``parquet`` or ``jsonl``, plus the sidecar."""
-    if file_format not in ("arrow", "parquet", "jsonl"):
-        raise ValueError(f"unknown file format {file_format!r}; use arrow, parquet or jsonl")
-    dataset = to_dataset(result, output_format)
-    path = Path(path)
-    if file_format == "arrow":
-        dataset.save_to_disk(str(path))
-    else:
-        path.mkdir(parents=True, exist_ok=True)
-        target = path / f"data.{file_format}"
-        if file_format == "parquet":
-            dataset.to_parquet(str(target))
-        else:  # json.dumps round-trips floats exactly; Dataset.to_json keeps only 10 digits
-            with target.open("w", encoding="utf-8") as handle:
-                for row in dataset:
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    # No timings here: the same inputs and seed must give a byte-identical folder.
-    sidecar = provenance(result, output_format)
-    (path / SIDECAR).write_text(json.dumps(sidecar, indent=2, sort_keys=True), encoding="utf-8")
-    logger.info("saved %d rows (%s, %s) to %s", len(dataset), output_format, file_format, path)
-    return dataset
-
-
-def load_mined(path: str | os.PathLike) -> tuple[Any, dict]:
-    """Load a dataset written by :func:`save` (any file format) and its provenance record."""
-    import datasets
-
-    path = Path(path)
-    sidecar = path / SIDECAR
-    if not sidecar.is_file():
-        raise FileNotFoundError(f"{sidecar}: not found; {path} was not written by st-hardneg")
-    record = json.loads(sidecar.read_text(encoding="utf-8"))["st_hardneg"]
-    if (path / "dataset_info.json").is_file():
-        dataset = datasets.load_from_disk(str(path))
-    elif (path / "data.parquet").is_file():
-        dataset = datasets.load_dataset("parquet", data_files=str(path / "data.parquet"), split="train")
-    else:
-        dataset = datasets.load_dataset("json", data_files=str(path / "data.jsonl"), split="train")
-    return dataset, record
 
 
 def resolve_ids(dataset: Any, corpus: Any, queries: Any, num_negatives: int | None = None) -> Any:
     """Turn an ``ids``-layout dataset into an ``n-tuple`` of texts.
 
     Args:
-        dataset: A dataset with ``query_id``, ``positive_id`` and ``negative_ids`` columns.
-        corpus: Mapping (or dataset with ``_id``/``text`` columns) from corpus id to text.
-        queries: Mapping (or dataset with ``_id``/``text`` columns) from query id to text.
-        num_negatives: Width of the n-tuple (default: the most negatives in any row); shorter rows
-            are dropped, with a warning saying how many.
+        dataset (Dataset): A dataset with ``query_id``, ``positive_id`` and ``negative_ids`` columns.
+        corpus (dict | Dataset): Mapping (or dataset with ``_id``/``text`` columns) from corpus id to text.
+        queries (dict | Dataset): Mapping (or dataset with ``_id``/``text`` columns) from query id to text.
+        num_negatives (int | None): Width of the n-tuple (default: the most negatives in any row);
+            shorter rows are dropped, with a warning saying how many.
+
+    Example::
+
+        from st_hardneg import resolve_ids
+
+        n_tuple = resolve_ids(ids_dataset, corpus={"d1": "..."}, queries={"q1": "..."})
     """
     import datasets
 

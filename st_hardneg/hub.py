@@ -75,8 +75,8 @@ def push_dataset(
     from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
 
     from .cards import render_dataset_card
-    from .formats import load_mined
-    from .plots import bars_png
+    from .plots import hardness_png
+    from .result import load_mined
 
     dataset, record = load_mined(path)
     api = HfApi(token=token)
@@ -92,10 +92,12 @@ def push_dataset(
     operations = []
     histogram = None
     counts = record["stats"].get("hardness_histogram", {}).get("counts")
+    png = None
     if counts and sum(counts):
+        png = hardness_png(counts, record["stats"]["hardness_histogram"]["edges"],
+                           relative_margin=record["config"]["filter"].get("relative_margin"))
+    if png is not None:
         histogram = "assets/hardness.png"
-        edges = record["stats"]["hardness_histogram"]["edges"]
-        png = bars_png(counts, value_range=(edges[0], edges[-1]))
         operations.append(CommitOperationAdd(path_in_repo=histogram, path_or_fileobj=png))
     eci_dict = eci.to_dict() if hasattr(eci, "to_dict") else eci
     card = render_dataset_card(record, repo_id, columns=dataset.column_names, eci=eci_dict, histogram=histogram,
@@ -167,8 +169,8 @@ def push_model(
     from huggingface_hub import HfApi
 
     from .cards import record_mining_in_card
-    from .formats import load_mined
-    from .mining import load_model
+    from .models import load_model
+    from .result import load_mined
 
     if isinstance(model, (str, os.PathLike)):
         model = load_model(str(model))
@@ -198,8 +200,8 @@ def load_resolved(repo_id: str, *, revision: str | None = None, token: str | Non
 
 def default_corpus_maps(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, str]]:
     """(corpus, queries) id-to-text maps of the BEIR folder a mined dataset came from (for ``ids`` pushes)."""
-    from .formats import load_mined
-    from .data import load_beir
+    from .beir import load_beir
+    from .result import load_mined
 
     source = load_mined(path)[1]["config"]["data"]["source"]
     if not source.startswith("beir:"):

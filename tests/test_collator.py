@@ -1,4 +1,4 @@
-"""MiningDataCollator inside a real SentenceTransformerTrainer run on SciFact rows."""
+"""MiningDataCollator inside a real SentenceTransformerTrainer run on SciFact rows, wired in plain sight."""
 
 import copy
 import os
@@ -18,8 +18,8 @@ from conftest import slice_data
 
 
 @pytest.fixture(scope="module")
-def pairs(scifact_slice):
-    data = slice_data(scifact_slice, 40, 600)
+def pairs(scifact):
+    data = slice_data(scifact, 40, 450)
     return datasets.Dataset.from_dict({
         "anchor": [data.query_texts[q] for q, _ in data.pairs],
         "positive": [data.corpus_texts[d] for _, d in data.pairs],
@@ -33,13 +33,22 @@ def student(model):
     return fresh
 
 
-def make_trainer(model, dataset, collator, tmp_path, loss=None, **args):
+def training_args(tmp_path, **args):
     defaults = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, max_steps=2, learning_rate=2e-5,
                     report_to=[], save_strategy="no", logging_steps=1, seed=0, use_cpu=True)
     defaults.update(args)
-    return SentenceTransformerTrainer(model=model, args=SentenceTransformerTrainingArguments(**defaults),
-                                      train_dataset=dataset, loss=loss or losses.MultipleNegativesRankingLoss(model),
-                                      data_collator=collator)
+    return SentenceTransformerTrainingArguments(**defaults)
+
+
+def make_trainer(model, dataset, collator, tmp_path, loss=None, callbacks=None, **args):
+    return SentenceTransformerTrainer(model=model, args=training_args(tmp_path, **args), train_dataset=dataset,
+                                      loss=loss or losses.MultipleNegativesRankingLoss(model), data_collator=collator,
+                                      callbacks=callbacks)
+
+
+def collator_for(student, dataset, data, cache_dir, **kwargs):
+    return MiningDataCollator(student, dataset, corpus=data.corpus_texts, cache_folder=cache_dir, verbose=False,
+                              **kwargs)
 
 
 def positives_of(data):
@@ -51,10 +60,10 @@ def positives_of(data):
 
 def test_training_run_attaches_negatives_and_guards_the_batch(pairs, student, cache_dir, tmp_path):
     dataset, data = pairs
-    collator = MiningDataCollator(student, dataset, corpus=data.corpus_texts, num_negatives=3, cache_dir=cache_dir, show_progress=False)
+    collator = collator_for(student, dataset, data, cache_dir, num_negatives=3)
     trainer = make_trainer(student, dataset, collator, tmp_path, max_steps=3)
     trainer.train()
-    assert collator._trainer is trainer and collator.batch_stats["batches"] >= 3
+    assert collator.batch_stats["batches"] >= 3
     positives = positives_of(collator.data)
     for batch in collator.history:
         queries = {collator.data.pairs[r][0] for r in batch["pairs"]}
@@ -70,33 +79,34 @@ def test_training_run_attaches_negatives_and_guards_the_batch(pairs, student, ca
 
 def test_a_batch_that_cannot_be_filled_is_a_clear_error(pairs, student):
     dataset, _ = pairs
-    collator = MiningDataCollator(student, dataset.select(range(6)), num_negatives=2, show_progress=False)
+    collator = MiningDataCollator(student, dataset.select(range(6)), num_negatives=2, verbose=False)
     with pytest.raises(ValueError, match="could not find 2 safe negatives .* pass a larger corpus="):
         collator([dataset[i] for i in range(6)])  # corpus = the 6 positives, all in this batch
 
 
 def test_in_batch_guard_on_a_crafted_batch(pairs, student, cache_dir):
     dataset, data = pairs
-    collator = MiningDataCollator(student, dataset, corpus=data.corpus_texts, num_negatives=2, cache_dir=cache_dir, show_progress=False,
-                                  sampling="top")
-    collator._ensure_pools()
+    collator = collator_for(student, dataset, data, cache_dir, num_negatives=2, sampling_strategy="top")
     state = collator._state
     # Find two queries where one's pool contains the other's positive: a real in-batch false negative.
     positives = positives_of(collator.data)
-    pool = {q: set(state["docs"][i].tolist()) for i, q in enumerate(state["query_order"])}
+    pool = {q: set(state["docs"][i].tolist()) for i, q in enumerate(state["pools"].query_order)}
     clash = next(((a, b) for a in pool for b in positives if a != b and pool[a] & positives[b]), None)
     assert clash, "the slice should contain a pool holding another query's positive"
     a, b = clash
     rows = [next(i for i, (q, _) in enumerate(collator.data.pairs) if q == x) for x in (a, b)]
-    negatives, _, _ = collator._draw(rows)
+    counts = {"guarded": 0, "random_fill": 0}
+    negatives, _, _ = collator.draw(rows, 0, counts)
     assert not set(negatives[0]) & positives[b] and not set(negatives[1]) & positives[a]
-    assert collator.batch_stats["guarded"] > 0
+    assert counts["guarded"] > 0
 
 
 def test_prompts_from_training_args_reach_every_column(pairs, student, cache_dir, tmp_path):
     dataset, data = pairs
-    collator = MiningDataCollator(student, dataset, corpus=data.corpus_texts, num_negatives=2, cache_dir=cache_dir, show_progress=False)
-    trainer = make_trainer(student, dataset, collator, tmp_path, prompts={"anchor": "query: ", "positive": "passage: "})
+    args = training_args(tmp_path, prompts={"anchor": "query: ", "positive": "passage: "})
+    collator = collator_for(student, dataset, data, cache_dir, num_negatives=2, args=args)
+    trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=dataset, data_collator=collator,
+                                         loss=losses.MultipleNegativesRankingLoss(student))
     batch = next(iter(trainer.get_train_dataloader()))
     decode = student.tokenizer.decode
     assert decode(batch["anchor_input_ids"][0], skip_special_tokens=True).startswith("query :")
@@ -109,7 +119,7 @@ def test_draws_are_seeded_and_fresh_per_step(pairs, student, cache_dir):
     features = [dataset[i] for i in range(8)]
 
     def draws(seed, calls=2):
-        c = MiningDataCollator(student, dataset, corpus=data.corpus_texts, num_negatives=2, seed=seed, cache_dir=cache_dir, show_progress=False)
+        c = collator_for(student, dataset, data, cache_dir, num_negatives=2, seed=seed)
         for _ in range(calls):
             c(features)
         return [b["negatives"] for b in c.history]
@@ -122,12 +132,11 @@ def test_draws_are_seeded_and_fresh_per_step(pairs, student, cache_dir):
 
 def test_refresh_changes_negatives_when_the_model_changes(pairs, student, cache_dir, tmp_path):
     dataset, data = pairs
-    collator = MiningDataCollator(student, dataset, corpus=data.corpus_texts, num_negatives=2, sampling="top", cache_dir=cache_dir,
-                                  show_progress=False)
+    collator = collator_for(student, dataset, data, cache_dir, num_negatives=2, sampling_strategy="top")
     rows = list(range(len(collator.data.pairs)))
 
     def draw_all():
-        return [n for start in range(0, len(rows), 8) for n in collator._draw(rows[start:start + 8])[0]]
+        return [n for start in range(0, len(rows), 8) for n in collator.draw(rows[start:start + 8], 0)[0]]
 
     before = draw_all()
     same = collator.refresh("rescore")
@@ -141,11 +150,9 @@ def test_refresh_changes_negatives_when_the_model_changes(pairs, student, cache_
     after = draw_all()
     assert after != before
     state = collator._state
-    pool_of = {q: i for i, q in enumerate(state["query_order"])}
     for row, negatives in zip(rows, after):
-        i = pool_of[collator.data.pairs[row][0]]
-        alive = dict(zip(state["docs"][i].tolist(), state["alive"][i].tolist()))
-        assert all(alive[d] for d in negatives)  # stale negatives are replaced, never drawn
+        i = state["pools"].pool_of[collator.data.pairs[row][0]]
+        assert not set(negatives) & state["stale"][i]  # stale negatives are replaced, never drawn
     docs_before = [d.copy() for d in collator._state["docs"]]
     remined = collator.refresh("remine")
     assert remined["queries_changed"] > 0
@@ -164,9 +171,8 @@ def test_losses(loss_name, pairs, student, cache_dir, tmp_path):
         "margin_mse": lambda: losses.MarginMSELoss(student),
     }[loss_name]()
     # GISTEmbedLoss accepts (anchor, positive[, negative]) only.
-    collator = MiningDataCollator(student, dataset, corpus=data.corpus_texts, num_negatives=1 if loss_name == "gist" else 2,
-                                  cache_dir=cache_dir, show_progress=False,
-                                  scores="margins" if loss_name == "margin_mse" else None)
+    collator = collator_for(student, dataset, data, cache_dir, num_negatives=1 if loss_name == "gist" else 2,
+                            scores="margins" if loss_name == "margin_mse" else None)
     trainer = make_trainer(student, dataset, collator, tmp_path, loss=loss, max_steps=1)
     if loss_name == "margin_mse":
         batch = next(iter(trainer.get_train_dataloader()))
@@ -175,7 +181,40 @@ def test_losses(loss_name, pairs, student, cache_dir, tmp_path):
     assert np.isfinite(output.training_loss)
 
 
-def test_two_process_accelerate_launch(tmp_path, shared_data):
+def test_refresh_runs_when_its_callback_is_wired_and_warns_when_not(pairs, student, cache_dir, tmp_path, caplog):
+    dataset, data = pairs
+    collator = collator_for(student, dataset, data, cache_dir, num_negatives=2, refresh="rescore", refresh_steps=1)
+    make_trainer(student, dataset, collator, tmp_path, learning_rate=1e-3).train()
+    assert collator.refreshes == [] and "refresh_callback is not among the trainer's callbacks" in caplog.text
+    make_trainer(student, dataset, collator, tmp_path, learning_rate=1e-3,
+                 callbacks=[collator.refresh_callback]).train()
+    assert [r["step"] for r in collator.refreshes] == [1, 2]
+    with pytest.raises(ValueError, match="refresh needs dataloader_num_workers=0"):
+        collator_for(student, dataset, data, cache_dir, refresh="rescore", refresh_steps=1,
+                     args=training_args(tmp_path, dataloader_num_workers=2))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"refresh": "rescore"}, "needs refresh_steps or refresh_on_epoch"),
+    ({"refresh": "rescore", "refresh_steps": 0}, "refresh_steps must be a positive integer"),
+    ({"sampling_strategy": "sampled", "temperature": 0}, "temperature must be > 0"),
+    ({"ensemble": "median"}, "unknown ensemble 'median'"),
+    ({"seed": -1}, "seed must be a non-negative integer"),
+    ({"pool_size": 2, "num_negatives": 3}, r"pool_size \(2\) must be at least num_negatives \(3\)"),
+])
+def test_collator_settings_are_checked_before_mining(kwargs, message, pairs, student, monkeypatch):
+    from st_hardneg.embeddings import Embedder
+
+    def no_encoding(*args, **kw):
+        raise AssertionError("encoded before the arguments were checked")
+
+    monkeypatch.setattr(Embedder, "encode", no_encoding)
+    dataset, _ = pairs
+    with pytest.raises(ValueError, match=message):
+        MiningDataCollator(student, dataset, verbose=False, **kwargs)
+
+
+def test_two_process_accelerate_launch(tmp_path):
     script = Path(__file__).parent / "scripts" / "ddp_train.py"
     env = dict(os.environ, OMP_NUM_THREADS="1", ST_HARDNEG_TEST_OUT=str(tmp_path))
     # `accelerate launch --cpu` uses its single-process launcher (several only through mpirun);
@@ -196,18 +235,18 @@ def test_two_process_accelerate_launch(tmp_path, shared_data):
 
 
 def test_eci_callback_scores_the_batches_the_collator_just_built(pairs, student, cache_dir, tmp_path, caplog):
+    from types import SimpleNamespace
+
     from st_hardneg import ECICallback
 
     dataset, data = pairs
-    collator = MiningDataCollator(student, dataset, corpus=data.corpus_texts, num_negatives=3, cache_dir=cache_dir,
-                                  show_progress=False)
+    collator = collator_for(student, dataset, data, cache_dir, num_negatives=3)
     callback = ECICallback(every_n_steps=1, max_rows=8)  # one batch of 8 rows: exactly the latest
-    trainer = make_trainer(student, dataset, collator, tmp_path)
-    trainer.add_callback(callback)
+    trainer = make_trainer(student, dataset, collator, tmp_path, callbacks=[callback])
     trainer.train()
     logged = [entry for entry in trainer.state.log_history if "eci/score" in entry]
     assert len(logged) == 2 and len(callback.history) == 2
-    queries, positives, negatives = callback._negatives_in_use()
+    queries, positives, negatives = callback._negatives_in_use(SimpleNamespace(collate_fn=collator), 2)
     last = collator.history[-1]
     assert queries == [data.query_texts[data.pairs[r][0]] for r in last["pairs"]]
     assert negatives == [[data.corpus_texts[n] for n in negs] for negs in last["negatives"]]
@@ -220,3 +259,44 @@ def test_eci_callback_scores_the_batches_the_collator_just_built(pairs, student,
     caplog.clear()
     callback._warn({"eci/unsafe_share": 0.1})
     assert "safety is collapsing" not in caplog.text
+
+
+@pytest.mark.parametrize("source", ["collator", "mined dataset"])
+def test_eci_callback_works_with_dataloader_workers(source, pairs, student, cache_dir, tmp_path):
+    """Batches built in worker processes never reach the main process: the callback scores what the
+    collator serves now (a draw from its pools), or a fixed sample of the mined dataset."""
+    from st_hardneg import ECICallback, mine
+
+    dataset, data = pairs
+    if source == "collator":
+        collator, train = collator_for(student, dataset, data, cache_dir, num_negatives=2), dataset
+    else:
+        collator = None
+        train = mine(data, student, num_negatives=2, cache_folder=cache_dir, verbose=False).to_dataset("n-tuple")
+    callback = ECICallback(every_n_steps=1, max_rows=16)
+    trainer = make_trainer(student, train, collator, tmp_path, callbacks=[callback], dataloader_num_workers=2)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "eci/score" in entry]
+    assert len(logged) == 2 and all(entry["eci/score"] > 0 for entry in logged)
+    if collator is not None:
+        assert not collator.history  # the main process built no batch itself
+
+
+def test_eci_callback_given_the_trainer_logs_through_it(pairs, student, cache_dir, tmp_path):
+    from transformers import TrainerCallback
+
+    from st_hardneg import ECICallback
+
+    class Reporter(TrainerCallback):  # stands for an integration: registered before the ECI callback
+        seen: list = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.seen.append(dict(logs))
+
+    dataset, data = pairs
+    train = dataset.map(lambda row: {"negative": data.corpus_texts[0]})
+    reporter = Reporter()
+    trainer = make_trainer(student, train, None, tmp_path, callbacks=[reporter])
+    trainer.add_callback(ECICallback(every_n_steps=1, max_rows=8, trainer=trainer))
+    trainer.train()
+    assert sum("eci/score" in logs for logs in reporter.seen) == 2

@@ -5,15 +5,17 @@ import json
 import datasets
 import pytest
 
-from st_hardneg.data import DataError, from_dataset, from_pairs, load_beir, load_data
+from st_hardneg.beir import load_beir
+from st_hardneg.data import DataError, from_dataset, from_pairs
+from st_hardneg.sources import load_data
 
 
-def test_scifact_train_loads_with_crlf_qrels(scifact, shared_data):
-    raw = (shared_data / "scifact" / "qrels" / "train.tsv").read_bytes()
+def test_scifact_sample_loads_with_crlf_qrels(scifact, sample_dir):
+    raw = (sample_dir / "qrels" / "train.tsv").read_bytes()
     assert b"\r\n" in raw  # the test is meaningful only on CRLF input
-    assert len(scifact.corpus_ids) == 5183
-    assert len(scifact.query_ids) == 809 and len(scifact.pairs) == 919
-    assert not any(d.endswith("\r") for d in scifact.corpus_ids)
+    assert len(scifact.corpus_ids) == 450
+    assert len(scifact.query_ids) == 60 and len(scifact.pairs) == 70
+    assert not any(d.endswith("\r") for d in scifact.corpus_ids + scifact.query_ids)
     by_query = scifact.positives_by_query()
     assert max(len(v) for v in by_query.values()) > 1  # several positives per query exist
 
@@ -108,11 +110,16 @@ def test_pairs_without_positive_are_skipped_and_counted():
 
 
 def test_dataset_columns_and_errors():
-    ds = datasets.Dataset.from_dict({"query": ["a", "b"], "answer": ["x", "y"], "query_id": ["1", "2"]})
-    data = from_dataset(ds)
-    assert data.query_ids == ["1", "2"] and data.corpus_texts == ["x", "y"]
+    ds = datasets.Dataset.from_dict({"query_id": ["1", "2"], "answer": ["x", "y"], "query": ["a", "b"]})
+    data = from_dataset(ds)  # as sentence-transformers: the first two (text) columns, wherever their names
+    assert data.query_ids == ["1", "2"] and data.query_texts == ["x", "y"] and data.corpus_texts == ["a", "b"]
+    assert data.columns == ("answer", "query")
+    named = from_dataset(ds, anchor_column_name="query", positive_column_name="answer")
+    assert named.query_texts == ["a", "b"] and named.columns == ("query", "answer")
     with pytest.raises(DataError, match=r"no positive column 'missing'"):
-        from_dataset(ds, positive_column="missing")
+        from_dataset(ds, positive_column_name="missing")
+    with pytest.raises(DataError, match="the dataset is empty"):
+        from_dataset(ds.select([]))
 
 
 def test_load_data_from_jsonl_file(tmp_path):

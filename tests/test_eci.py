@@ -58,17 +58,26 @@ def test_dataset_score_is_the_mean_over_queries():
     assert "ECI" in result.table() and set(result.to_dict()) >= {"eci", "hardness", "safety", "capacity"}
 
 
-LAYOUTS = {
-    "n-tuple": {"anchor": ["q"], "positive": ["p"], "negative_1": ["n1"], "negative_2": ["n2"]},
-    "triplet": {"anchor": ["q", "q"], "positive": ["p", "p"], "negative": ["n1", "n2"]},
-    "labeled-list": {"query": ["q"], "docs": [["p", "n1", "n2"]], "labels": [[1, 0, 0]]},
-    "labeled-pair": {"anchor": ["q", "q", "q"], "text": ["p", "n1", "n2"], "label": [1, 0, 0]},
+LAYOUTS = {  # sentence-transformers' layouts, under a user's own column names
+    "n-tuple": {"question": ["q"], "answer": ["p"], "negative_1": ["n1"], "negative_2": ["n2"]},
+    "n-tuple with scores": {"question": ["q"], "answer": ["p"], "negative_1": ["n1"], "negative_2": ["n2"],
+                            "scores": [[0.9, 0.5, 0.4]]},
+    "triplet": {"question": ["q", "q"], "answer": ["p", "p"], "negative": ["n1", "n2"]},
+    "labeled-list": {"question": ["q"], "answer": [["p", "n1", "n2"]], "labels": [[1, 0, 0]]},
+    "labeled-list with scores": {"question": ["q"], "answer": [["p", "n1", "n2"]], "scores": [[0.9, 0.5, 0.4]]},
+    "labeled-pair": {"question": ["q", "q", "q"], "answer": ["p", "n1", "n2"], "label": [1, 0, 0]},
 }
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_every_layout_yields_the_same_rows(layout):
     assert rows_of(datasets.Dataset.from_dict(LAYOUTS[layout])) == (["q"], ["p"], [["n1", "n2"]])
+
+
+def test_a_labeled_pair_layout_with_scores_cannot_tell_positives_apart():
+    scored = {"question": ["q", "q"], "answer": ["p", "n1"], "score": [0.9, 0.5]}
+    with pytest.raises(ValueError, match="labeled-pair layout \\(with labels, not scores\\)"):
+        rows_of(datasets.Dataset.from_dict(scored))
 
 
 def test_ids_layout_uses_stored_scores_and_text_layout_needs_a_scorer():
@@ -83,14 +92,15 @@ def test_ids_layout_uses_stored_scores_and_text_layout_needs_a_scorer():
 # --- on real SciFact data -----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def mined_sets(scifact_slice, model, cache_dir, tmp_path_factory):
+def mined_sets(scifact, model, cache_dir, tmp_path_factory):
     from st_hardneg import PositiveAwareFilter, mine
 
     out = tmp_path_factory.mktemp("mined")
     sets = {}
-    for name, flt in (("percpos", PositiveAwareFilter(perc=0.95)), ("naive", PositiveAwareFilter(perc=None))):
-        result = mine(scifact_slice, model, filter=flt, num_negatives=4, cache_dir=cache_dir, show_progress=False)
-        result.save(out / name)
+    for name, relative_margin in (("percpos", 0.05), ("naive", None)):
+        result = mine(scifact, model, filter=PositiveAwareFilter(relative_margin=relative_margin), num_negatives=4,
+                      cache_folder=cache_dir, verbose=False)
+        result.save(out / name, "n-tuple")
         sets[name] = out / name
     return sets
 

@@ -12,56 +12,78 @@ def keep(flt, scores=SCORES, pos=0.88, **kw):
     return flt(scores, pos, **kw).keep.tolist()
 
 
-def test_perc_pos_keeps_below_95_percent_of_positive():
-    result = PositiveAwareFilter(perc=0.95)(SCORES, 0.88)  # threshold 0.836
+def test_relative_margin_keeps_at_most_95_percent_of_positive():
+    result = PositiveAwareFilter(relative_margin=0.05)(SCORES, 0.88)  # threshold 0.836
     assert result.keep.tolist() == [False, False, True, True, True]
-    assert result.removed == {"perc_pos": 2}
+    assert result.removed == {"relative_margin": 2}
 
 
-def test_margin_pos():
-    assert keep(PositiveAwareFilter(perc=None, margin=0.1)) == [False, False, False, True, True]  # < 0.78
+def test_threshold_itself_is_kept_as_in_sentence_transformers():
+    # sentence-transformers removes scores *above* positive - |positive| * margin (and - absolute margin).
+    assert keep(PositiveAwareFilter(relative_margin=0.5), np.array([0.5, 0.5000001]), pos=1.0) == [True, False]
+    assert keep(PositiveAwareFilter(relative_margin=None, absolute_margin=0.25), np.array([0.5, 0.51]),
+                pos=0.75) == [True, False]
 
 
-def test_abs_and_min_score():
-    assert keep(PositiveAwareFilter(perc=None, max_score=0.7)) == [False, False, False, True, True]
-    result = PositiveAwareFilter(perc=None, min_score=0.5)(SCORES, 0.88)
+def test_absolute_margin():
+    assert keep(PositiveAwareFilter(relative_margin=None, absolute_margin=0.1)) == [False, False, False, True, True]
+
+
+def test_max_and_min_score():
+    assert keep(PositiveAwareFilter(relative_margin=None, max_score=0.7)) == [False, False, False, True, True]
+    result = PositiveAwareFilter(relative_margin=None, min_score=0.5)(SCORES, 0.88)
     assert result.keep.tolist() == [True, True, True, True, False]
     assert result.removed == {"min_score": 1}
 
 
 def test_rules_combine():
-    flt = PositiveAwareFilter(perc=0.95, min_score=0.5)
+    flt = PositiveAwareFilter(relative_margin=0.05, min_score=0.5)
     assert keep(flt) == [False, False, True, True, False]
 
 
 def test_several_positives_use_the_lowest():
     # Lowest positive 0.70: PercPos threshold 0.665.
-    assert keep(PositiveAwareFilter(perc=0.95), pos=[0.88, 0.70]) == [False, False, False, True, True]
+    assert keep(PositiveAwareFilter(relative_margin=0.05), pos=[0.88, 0.70]) == [False, False, False, True, True]
 
 
 def test_negative_positive_score_stays_below_the_positive():
     # threshold = -0.2 - 0.2 * 0.05 = -0.21; (1 - margin) * pos would wrongly give -0.19.
-    assert keep(PositiveAwareFilter(perc=0.95), np.array([-0.1, -0.205, -0.3]), pos=-0.2) == [False, False, True]
+    flt = PositiveAwareFilter(relative_margin=0.05)
+    assert keep(flt, np.array([-0.1, -0.205, -0.3]), pos=-0.2) == [False, False, True]
 
 
-def test_skip_top_is_order_independent_and_after_positives():
+def test_range_min_skips_the_best_survivors_of_the_other_rules():
     shuffled = np.array([0.60, 0.90, 0.30, 0.85, 0.80])
-    assert keep(PositiveAwareFilter(perc=None, skip_top=2), shuffled) == [True, False, True, False, True]
+    assert keep(PositiveAwareFilter(relative_margin=None, range_min=2), shuffled) == [True, False, True, False, True]
     ids = np.array([13, 10, 14, 11, 12])
-    result = PositiveAwareFilter(perc=None, skip_top=1)(shuffled, 0.88, candidate_ids=ids, positive_ids={10})
+    result = PositiveAwareFilter(relative_margin=None, range_min=1)(shuffled, 0.88, candidate_ids=ids,
+                                                                   positive_ids={10})
     assert result.keep.tolist() == [True, False, True, False, True]
-    assert result.removed == {"positive_id": 1, "skip_top": 1}
+    assert result.removed == {"positive_id": 1, "range_min": 1}
+    # After the score rules, as in sentence-transformers: 0.90 and 0.85 go to PercPos, range_min skips 0.80.
+    result = PositiveAwareFilter(relative_margin=0.05, range_min=1)(shuffled, 0.88)
+    assert result.keep.tolist() == [True, False, True, False, False]
+    assert result.removed == {"relative_margin": 2, "range_min": 1}
 
 
 def test_positive_ids_removed_and_counted_first():
-    result = PositiveAwareFilter(perc=0.95)(SCORES, 0.88, candidate_ids=[7, 8, 9, 10, 11], positive_ids=[7, 10])
+    flt = PositiveAwareFilter(relative_margin=0.05)
+    result = flt(SCORES, 0.88, candidate_ids=[7, 8, 9, 10, 11], positive_ids=[7, 10])
     assert result.keep.tolist() == [False, False, True, False, True]
     # 0.90 is a positive *and* above the threshold: counted once, under the first rule.
-    assert result.removed == {"positive_id": 2, "perc_pos": 1}
+    assert result.removed == {"positive_id": 2, "relative_margin": 1}
+
+
+def test_old_names_still_work_for_one_release_with_a_warning():
+    with pytest.warns(FutureWarning, match=r"perc=.*relative_margin"):
+        old = PositiveAwareFilter(perc=0.95, margin=0.1, skip_top=2)
+    assert old == PositiveAwareFilter(relative_margin=0.05, absolute_margin=0.1, range_min=2)
+    with pytest.raises(TypeError):
+        PositiveAwareFilter(0.05)  # keyword-only: a positional 0.95 meant perc before
 
 
 def test_near_duplicates_by_text_and_by_similarity():
-    flt = PositiveAwareFilter(perc=None, duplicate_threshold=0.98)
+    flt = PositiveAwareFilter(relative_margin=None, duplicate_threshold=0.98)
     result = flt(
         np.array([0.5, 0.5, 0.5, 0.5]), 0.9,
         candidate_texts=["The Cat sat.", "the  cat sat", "A dog.", "Another dog"],
@@ -74,14 +96,16 @@ def test_near_duplicates_by_text_and_by_similarity():
 
 
 def test_batch_matches_rows_and_respects_padding():
-    flt = PositiveAwareFilter(perc=0.95, skip_top=1)
+    flt = PositiveAwareFilter(relative_margin=0.05, range_min=1)
     scores = np.array([[0.9, 0.5, 0.4, -np.inf], [0.2, 0.7, 0.1, 0.6]])
     valid = np.isfinite(scores)
     batch = flt(scores, [0.8, 0.75], valid=valid)
     for i, pos in enumerate([0.8, 0.75]):
         assert batch.keep[i].tolist() == flt(scores[i], pos, valid=valid[i]).keep.tolist()
-    assert batch.keep.tolist() == [[False, True, True, False], [True, False, True, True]]
-    assert batch.removed_in([1]) == {"skip_top": 1}
+    # Row 0: 0.9 is above 0.76 (PercPos), range_min skips 0.5; row 1: nothing above 0.7125, range_min skips 0.7.
+    assert batch.keep.tolist() == [[False, False, True, False], [True, False, True, True]]
+    assert batch.removed_in([0]) == {"relative_margin": 1, "range_min": 1}
+    assert batch.removed_in([1]) == {"range_min": 1}
 
 
 def test_nan_scores_are_an_error():
@@ -91,11 +115,12 @@ def test_nan_scores_are_an_error():
         PositiveAwareFilter()(np.array([0.1, 0.2]), float("nan"))
 
 
-@pytest.mark.parametrize("kwargs", [{"perc": 0}, {"margin": -1}, {"skip_top": -1}, {"min_score": 0.9, "max_score": 0.1}])
+@pytest.mark.parametrize("kwargs", [{"relative_margin": -0.1}, {"relative_margin": 2}, {"absolute_margin": -1},
+                                    {"range_min": -1}, {"range_min": 1.5}, {"min_score": 0.9, "max_score": 0.1}])
 def test_invalid_settings(kwargs):
     with pytest.raises(ValueError):
         PositiveAwareFilter(**kwargs)
 
 
 def test_description_names_the_rules():
-    assert PositiveAwareFilter(perc=0.95, skip_top=3).description == "TopK-PercPos(0.95) + shifted(3)"
+    assert PositiveAwareFilter(relative_margin=0.05, range_min=3).description == "TopK-PercPos(0.95) + shifted(3)"

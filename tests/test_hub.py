@@ -19,8 +19,8 @@ pytest_plugins = ["hub_server"]
 
 
 @pytest.fixture(scope="module")
-def mined(scifact_slice, model, cache_dir, tmp_path_factory):
-    result = mine(slice_data(scifact_slice, 12, 600), model, num_negatives=2, cache_dir=cache_dir, show_progress=False)
+def mined(scifact, model, cache_dir, tmp_path_factory):
+    result = mine(slice_data(scifact, 12, 450), model, num_negatives=2, cache_folder=cache_dir, verbose=False)
     out = tmp_path_factory.mktemp("mined")
     result.save(out / "ntuple", "n-tuple")
     result.save(out / "ids", "ids")
@@ -142,3 +142,38 @@ def test_push_cli(hub, mined, model, tmp_path, capsys):
     hub.refuse_auth()
     assert main(["push", "dataset", str(out / "ntuple"), "tester/cli-hn"]) == 1  # clear error, no traceback
     assert "failed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layout", ["mteb", "beir"])
+def test_a_beir_dataset_on_the_hub_loads_by_name_and_mines(layout, hub, scifact, model, cache_dir):
+    """mteb/<name> keeps its qrels in the default config; BeIR/<name> in a sibling <name>-qrels repository."""
+    from st_hardneg import load_beir, load_data
+
+    small = slice_data(scifact, 6, 60)
+    repo = f"tester/beir-{layout}"
+    corpus = datasets.Dataset.from_dict({"_id": small.corpus_ids, "title": [""] * len(small.corpus_ids),
+                                         "text": small.corpus_texts})
+    queries = datasets.Dataset.from_dict({"_id": small.query_ids, "text": small.query_texts})
+    qrels = datasets.Dataset.from_dict({"query-id": [small.query_ids[q] for q, _ in small.pairs],
+                                        "corpus-id": [small.corpus_ids[d] for _, d in small.pairs],
+                                        "score": [1] * len(small.pairs)})
+    corpus.push_to_hub(repo, config_name="corpus", split="corpus")
+    queries.push_to_hub(repo, config_name="queries", split="queries")
+    if layout == "mteb":
+        qrels.push_to_hub(repo, config_name="default", split="train")
+    else:
+        qrels.push_to_hub(f"{repo}-qrels", split="train")
+    loaded = load_beir(repo, "train")
+    assert (loaded.corpus_ids, loaded.query_ids, loaded.pairs) == (small.corpus_ids, small.query_ids, small.pairs)
+    assert loaded.source == f"hub-beir:{repo}#train"
+    assert load_data(repo).pairs == small.pairs  # the generic loader recognises a BEIR dataset by its configs
+    result = mine(repo, model, num_negatives=2, cache_folder=cache_dir, verbose=False)
+    assert len(result.to_dataset("n-tuple")) == len(small.pairs)
+
+
+def test_a_hub_dataset_without_beir_configs_is_a_clear_error(hub, scifact):
+    from st_hardneg import DataError, load_beir
+
+    datasets.Dataset.from_dict({"anchor": ["q"], "positive": ["p"]}).push_to_hub("tester/pairs-only")
+    with pytest.raises(DataError, match="hub:tester/pairs-only: not a BEIR dataset: no corpus or queries config"):
+        load_beir("tester/pairs-only")

@@ -1,4 +1,4 @@
-"""The mining pipeline on real SciFact slices: correctness by id, widening, determinism, layouts."""
+"""The mining pipeline on real SciFact rows: correctness by id, widening, determinism, layouts, argument checks."""
 
 import filecmp
 
@@ -6,20 +6,23 @@ import numpy as np
 import pytest
 import torch
 
-from st_hardneg import DataError, PositiveAwareFilter, mine, resolve_ids
-from st_hardneg.data import MiningData, read_qrels
+from st_hardneg import DataError, PositiveAwareFilter, load_mined, mine, resolve_ids
+from st_hardneg.beir import read_qrels
+from st_hardneg.data import MiningData
+from st_hardneg.embeddings import Embedder
 from st_hardneg.filters import normalize_text
 
 from conftest import slice_data
 
+PERCPOS = PositiveAwareFilter(relative_margin=0.05)
 
-def all_positive_ids(shared_data):
-    """Every (query id -> corpus ids) judged relevant in SciFact train and test qrels."""
+
+def all_positive_ids(sample_dir):
+    """Every (query id -> corpus ids) judged relevant in the sample's qrels."""
     out = {}
-    for split in ("train", "test"):
-        for _, q, d, score in read_qrels(shared_data / "scifact" / "qrels" / f"{split}.tsv"):
-            if score > 0:
-                out.setdefault(q, set()).add(d)
+    for _, q, d, score in read_qrels(sample_dir / "qrels" / "train.tsv"):
+        if score > 0:
+            out.setdefault(q, set()).add(d)
     return out
 
 
@@ -35,11 +38,11 @@ def with_planted_duplicates(data: MiningData, n: int = 15) -> tuple[MiningData, 
 
 
 @pytest.mark.parametrize("retriever", ["dense", "hybrid"])
-def test_no_positive_or_near_duplicate_is_ever_a_negative(retriever, scifact_slice, shared_data, model, cache_dir):
-    data, planted = with_planted_duplicates(scifact_slice)
-    result = mine(data, model, retriever=retriever, num_negatives=4, cache_dir=cache_dir, show_progress=False,
-                  filter=PositiveAwareFilter(perc=0.95, duplicate_threshold=0.98))
-    judged = all_positive_ids(shared_data)
+def test_no_positive_or_near_duplicate_is_ever_a_negative(retriever, scifact, sample_dir, model, cache_dir):
+    data, planted = with_planted_duplicates(scifact)
+    result = mine(data, model, retriever=retriever, num_negatives=4, cache_folder=cache_dir, verbose=False,
+                  filter=PositiveAwareFilter(relative_margin=0.05, duplicate_threshold=0.98))
+    judged = all_positive_ids(sample_dir)
     ids = result.to_dataset("ids")
     assert len(ids) == len(data.pairs)
     for row in ids:
@@ -55,38 +58,37 @@ def test_no_positive_or_near_duplicate_is_ever_a_negative(retriever, scifact_sli
         assert len(set(keys)) == len(keys)  # no text twice in one row (a planted copy of another query's positive)
 
 
-def test_perc_pos_holds_for_every_row_against_the_lowest_positive(scifact_slice, model, cache_dir):
-    result = mine(scifact_slice, model, num_negatives=4, cache_dir=cache_dir, show_progress=False)
+def test_relative_margin_holds_for_every_row_against_the_lowest_positive(scifact, model, cache_dir):
+    result = mine(scifact, model, num_negatives=4, cache_folder=cache_dir, verbose=False)
+    assert result.config["filter"]["relative_margin"] == 0.05  # TopK-PercPos 95% by default
     ids = result.to_dataset("ids")
     lowest = {}
     for row in ids:
         lowest[row["query_id"]] = min(lowest.get(row["query_id"], np.inf), row["positive_score"])
     multi = [q for q in lowest if sum(r == q for r in ids["query_id"]) > 1]
-    assert multi, "the slice should contain queries with several positives"
+    assert multi, "the sample should contain queries with several positives"
     for row in ids:
         assert len(row["negative_ids"]) == 4
-        assert max(row["negative_scores"]) < 0.95 * lowest[row["query_id"]] + 1e-6
-    assert result.stats.short_rows == 0 and result.stats.output_rows == len(ids)
+        assert max(row["negative_scores"]) <= 0.95 * lowest[row["query_id"]] + 1e-6
+    assert result.stats.short_rows == 0
 
 
-def test_window_is_widened_before_a_row_is_given_up(scifact_slice, model, cache_dir):
-    flt = PositiveAwareFilter(perc=0.95)
-    narrow = mine(scifact_slice, model, filter=flt, num_negatives=4, candidates=4, max_candidates=4,
-                  cache_dir=cache_dir, show_progress=False)
-    assert narrow.stats.short_rows > 0
+def test_window_is_widened_before_a_row_is_given_up(scifact, model, cache_dir):
+    narrow = mine(scifact, model, filter=PERCPOS, num_negatives=4, range_max=4, max_candidates=None,
+                  cache_folder=cache_dir, verbose=False, output_format="n-tuple")
+    assert narrow.stats.short_rows > 0 and narrow.stats.widened_queries == 0
     assert narrow.stats.dropped_rows == narrow.stats.short_rows  # n-tuple cannot hold short rows: counted
-    assert len(narrow.to_dataset("n-tuple")) == len(scifact_slice.pairs) - narrow.stats.dropped_rows
-    wide = mine(scifact_slice, model, filter=flt, num_negatives=4, candidates=4, cache_dir=cache_dir,
-                show_progress=False)
+    assert len(narrow.to_dataset("n-tuple")) == len(scifact.pairs) - narrow.stats.dropped_rows
+    wide = mine(scifact, model, filter=PERCPOS, num_negatives=4, range_max=4, cache_folder=cache_dir, verbose=False)
     assert wide.stats.widened_queries > 0 and wide.stats.short_rows == 0
-    assert len(wide.to_dataset("n-tuple")) == len(scifact_slice.pairs)
+    assert len(wide.to_dataset("n-tuple")) == len(scifact.pairs)
 
 
-def test_same_seed_same_bytes_other_seed_other_negatives(scifact_slice, model, cache_dir, tmp_path):
-    kwargs = dict(num_negatives=3, sampling="sampled", sample_pool=10, temperature=0.05, cache_dir=cache_dir,
-                  show_progress=False)
+def test_same_seed_same_bytes_other_seed_other_negatives(scifact, model, cache_dir, tmp_path):
+    kwargs = dict(num_negatives=3, sampling_strategy="sampled", sample_pool=10, temperature=0.05,
+                  cache_folder=cache_dir, verbose=False)
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-        mine(scifact_slice, model, seed=seed, **kwargs).save(tmp_path / name, "n-tuple")
+        mine(scifact, model, seed=seed, **kwargs).save(tmp_path / name, "n-tuple")
     cmp = filecmp.dircmp(tmp_path / "a", tmp_path / "b")
     assert sorted(cmp.same_files) == sorted(p.name for p in (tmp_path / "a").iterdir())
     assert not cmp.diff_files
@@ -96,69 +98,106 @@ def test_same_seed_same_bytes_other_seed_other_negatives(scifact_slice, model, c
     assert a["negative_1"] != c["negative_1"] or a["negative_2"] != c["negative_2"]
 
 
-def test_layouts(scifact_slice, model, cache_dir, tmp_path):
-    result = mine(slice_data(scifact_slice, 10, 600), model, num_negatives=2, cache_dir=cache_dir,
-                  show_progress=False)
+def test_layouts_and_their_row_counts(scifact, model, cache_dir, tmp_path):
+    result = mine(slice_data(scifact, 10, 450), model, num_negatives=2, cache_folder=cache_dir, verbose=False)
+    assert result.config["output_format"] == "triplet" and result.config["num_negatives"] == 2
     n = len(result.negatives)
+    queries = {q for q, _ in result.rows.pairs}
     shapes = {
         "triplet": (["anchor", "positive", "negative"], 2 * n),
         "n-tuple": (["anchor", "positive", "negative_1", "negative_2"], n),
-        "n-tuple-scores": (["anchor", "positive", "negative_1", "negative_2", "label"], n),
-        "labeled-pair": (["anchor", "text", "label"], 3 * n),
-        "labeled-list": (["query", "docs", "labels"], n),
+        "labeled-pair": (["anchor", "positive", "label"], n + 2 * len(queries)),  # top negatives: shared per query
+        "labeled-list": (["anchor", "positive", "labels"], n),
+        "n-tuple-margins": (["anchor", "positive", "negative_1", "negative_2", "label"], n),
+        "ids": (["query_id", "positive_id", "negative_ids", "positive_score", "negative_scores", "negative_ranks"], n),
     }
     for fmt, (columns, rows) in shapes.items():
         ds = result.to_dataset(fmt)
         assert ds.column_names == columns and len(ds) == rows, fmt
+        # The statistics travelling with a layout count that layout's rows.
+        assert result.provenance(fmt)["st_hardneg"]["stats"]["output_rows"] == rows, fmt
+    scored = result.to_dataset("n-tuple", output_scores=True)
+    assert scored.column_names[-1] == "scores"
     margins = result.to_dataset("n-tuple-margins")[0]["label"]
-    scores = result.to_dataset("n-tuple-scores")[0]["label"]
+    scores = scored[0]["scores"]
     assert margins == pytest.approx([scores[0] - scores[1], scores[0] - scores[2]])
+    pair_scores = result.to_dataset("labeled-pair", output_scores=True)
+    assert pair_scores.column_names == ["anchor", "positive", "score"]
     data = result.data
     resolved = resolve_ids(result.to_dataset("ids"), dict(zip(data.corpus_ids, data.corpus_texts)),
                            dict(zip(data.query_ids, data.query_texts)))
     assert resolved.to_dict() == result.to_dataset("n-tuple").to_dict()
-    from st_hardneg import load_mined
-
     for file_format in ("arrow", "parquet", "jsonl"):
-        result.save(tmp_path / file_format, "n-tuple-scores", file_format)
+        result.save(tmp_path / file_format, "n-tuple", file_format, output_scores=True)
         loaded, record = load_mined(tmp_path / file_format)
-        assert loaded.to_dict() == result.to_dataset("n-tuple-scores").to_dict(), file_format
-        assert record["config"]["num_negatives"] == 2 and record["format"] == "n-tuple-scores"
+        assert loaded.to_dict() == scored.to_dict(), file_format
+        assert record["format"] == "n-tuple" and record["output_scores"] and record["stats"]["output_rows"] == n
     with pytest.raises(FileNotFoundError, match="not written by st-hardneg"):
         load_mined(tmp_path)
 
 
-def test_cross_encoder_teacher_is_always_used_and_sigmoid_normalised(scifact_slice, model, cache_dir):
+def test_the_users_column_names_are_kept(scifact, model, cache_dir):
+    import datasets
+
+    pairs = datasets.Dataset.from_dict({"question": [scifact.query_texts[q] for q, _ in scifact.pairs[:12]],
+                                        "passage": [scifact.corpus_texts[d] for _, d in scifact.pairs[:12]]})
+    result = mine(pairs, model, corpus=scifact.corpus_texts, num_negatives=2, cache_folder=cache_dir, verbose=False)
+    assert result.to_dataset("n-tuple").column_names[:2] == ["question", "passage"]
+    assert result.to_dataset("labeled-list").column_names == ["question", "passage", "labels"]
+
+
+def test_bm25_can_be_its_own_teacher(scifact, model, cache_dir):
+    from st_hardneg.candidates import BM25Retriever
+
+    bm25 = BM25Retriever(show_progress=False)
+    result = mine(scifact, model, retriever=bm25, teacher=bm25, filter=PositiveAwareFilter(relative_margin=None),
+                  num_negatives=3, range_max=10, cache_folder=cache_dir, verbose=False)
+    assert result.config["teachers"] == ["bm25[bm25s]"]
+    indices, _ = bm25.search(scifact.query_texts, 40)
+    positives = scifact.positives_by_query()
+    for (q, _), negatives in zip(result.rows.pairs, result.negatives):
+        expected = [int(d) for d in indices[q] if d >= 0 and d not in positives[q]][:3]
+        assert negatives == expected  # BM25's own top-3 non-positive documents, in its order
+
+
+def test_include_positives_lets_positives_be_candidates(scifact, model, cache_dir):
+    result = mine(scifact, model, filter=PositiveAwareFilter(relative_margin=None), include_positives=True,
+                  num_negatives=3, cache_folder=cache_dir, verbose=False)
+    hits = sum(d in negs for (_, d), negs in zip(result.rows.pairs, result.negatives))
+    assert hits > len(scifact.pairs) / 2  # a query's own positive usually ranks among its top 3
+
+
+def test_cross_encoder_teacher_is_always_used_and_sigmoid_normalised(scifact, model, cache_dir):
     # No cross-encoder ships offline: this one is built from the MiniLM weights with a seeded,
     # untrained head. It tests the code path, not the quality of the teacher.
     from sentence_transformers import CrossEncoder
 
-    from st_hardneg.mining import default_model_path
+    from st_hardneg.models import default_model_path
 
     torch.manual_seed(0)
     teacher = CrossEncoder(default_model_path(), num_labels=1, max_length=128)
-    small = slice_data(scifact_slice, 8, 600)
-    # The untrained head scores everything near 0.5, so PercPos(0.95) would keep nothing; "strictly
-    # below the positive" (MarginPos 0) exercises the same path with rows that really get negatives.
-    below_positive = PositiveAwareFilter(perc=None, margin=0.0)
-    result = mine(small, model, teacher=teacher, filter=below_positive, num_negatives=2, candidates=10,
-                  max_candidates=20, cache_dir=cache_dir, show_progress=False)
+    small = slice_data(scifact, 8, 450)
+    # The untrained head scores everything near 0.5, so PercPos 95% would keep nothing; "strictly
+    # below the positive" (a tiny absolute margin) exercises the same path with rows that get negatives.
+    below_positive = PositiveAwareFilter(relative_margin=None, absolute_margin=1e-6)
+    result = mine(small, model, teacher=teacher, filter=below_positive, num_negatives=2, range_max=10,
+                  max_candidates=20, cache_folder=cache_dir, verbose=False)
     assert result.config["teachers"][0].startswith("cross-encoder")
     ids = result.to_dataset("ids")
     assert result.stats.short_rows <= 2  # a random head may score a positive below everything
     scores = [s for row in ids["negative_scores"] for s in row] + list(ids["positive_score"])
     assert all(0 < s < 1 for s in scores)
-    dense_only = mine(small, model, num_negatives=2, candidates=10, cache_dir=cache_dir, show_progress=False)
+    dense_only = mine(small, model, num_negatives=2, range_max=10, cache_folder=cache_dir, verbose=False)
     assert list(ids["positive_score"]) != list(dense_only.to_dataset("ids")["positive_score"])  # rescored
     for row in ids:
         assert max(row["negative_scores"], default=0) < row["positive_score"]
 
     union = mine(small, model, teacher=[model, teacher], ensemble="union", filter=below_positive, num_negatives=4,
-                 candidates=10, max_candidates=20, cache_dir=cache_dir, show_progress=False)
+                 range_max=10, max_candidates=20, cache_folder=cache_dir, verbose=False)
     assert len(union.config["teachers"]) == 2
     # Round-robin, no de-duplication across teachers: slots 1 and 3 are the bi-encoder's own top-2.
-    alone = mine(small, model, filter=below_positive, num_negatives=2, candidates=10, max_candidates=20,
-                 cache_dir=cache_dir, show_progress=False)
+    alone = mine(small, model, filter=below_positive, num_negatives=2, range_max=10, max_candidates=20,
+                 cache_folder=cache_dir, verbose=False)
     full = [r for r, n in enumerate(union.negatives) if len(n) == 4]
     assert len(full) >= len(small.pairs) - 2
     for r in full:
@@ -172,15 +211,83 @@ class NaNTeacher:
         return [np.full(len(d), np.nan, dtype=np.float32) for d in documents]
 
 
-def test_bad_inputs_to_mine(scifact_slice, model, cache_dir):
+def test_bad_inputs_to_mine(scifact, model, cache_dir):
     from st_hardneg.teachers import _check_finite
 
     with pytest.raises(ValueError, match="NaN"):
-        mine(slice_data(scifact_slice, 3, 50), model, teacher=NaNTeacher(), cache_dir=cache_dir, show_progress=False)
+        mine(slice_data(scifact, 3, 50), model, teacher=NaNTeacher(), cache_folder=cache_dir, verbose=False)
     with pytest.raises(ValueError, match="'t' returned a non-finite score for query #1"):
         _check_finite([np.zeros(2), np.array([np.nan])], "t", ["a", "b"])
     tiny = MiningData(["d1", "d2", "d3"], ["a", "b", "c"], ["q"], ["query"], [(0, 0)], "tiny")
     with pytest.raises(DataError, match="tiny: the corpus has 3 documents, too few to find 4 negatives"):
-        mine(tiny, model, num_negatives=4, show_progress=False)
-    with pytest.raises(ValueError, match="unknown output_format"):
-        mine(tiny, model, output_format="quadruplet")
+        mine(tiny, model, num_negatives=4, verbose=False)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"output_format": "quadruplet"}, "unknown output_format 'quadruplet'"),
+    ({"sampling_strategy": "best"}, "unknown sampling strategy 'best'"),
+    ({"num_negatives": 0}, "num_negatives must be at least 1"),
+    ({"range_max": 5, "filter": PositiveAwareFilter(range_min=5)}, "range_min must be smaller than range_max"),
+    ({"range_max": 6, "num_negatives": 4, "filter": PositiveAwareFilter(range_min=3)}, "only 3 candidates remain"),
+    ({"retriever": "sparse"}, "unknown retriever 'sparse'"),
+    ({"index": "annoy"}, "unknown index 'annoy'"),
+    ({"query_prompt_name": "nope"}, "prompt name 'nope' is not among the model's prompts"),
+    ({"temperature": 0, "sampling_strategy": "sampled"}, "temperature must be > 0"),
+])
+def test_every_argument_is_checked_before_anything_is_encoded(kwargs, message, scifact, model, monkeypatch):
+    def no_encoding(*args, **kw):
+        raise AssertionError("encoded before the arguments were checked")
+
+    monkeypatch.setattr(Embedder, "encode", no_encoding)
+    with pytest.raises(ValueError, match=message):
+        mine(scifact, model, verbose=False, **kwargs)
+
+
+def test_old_argument_names_still_work_with_a_warning(scifact, model, cache_dir):
+    small = slice_data(scifact, 6, 450)
+    with pytest.warns(FutureWarning, match=r"mine\(cache_dir=...\) is deprecated.*cache_folder"):
+        old = mine(data=small, model=model, candidates=20, sampling="top", cache_dir=cache_dir, show_progress=False,
+                   num_negatives=2)
+    new = mine(small, model, range_max=20, sampling_strategy="top", cache_folder=cache_dir, verbose=False,
+               num_negatives=2)
+    assert old.negatives == new.negatives
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nonsense'"):
+        mine(small, model, nonsense=1)
+    with pytest.raises(TypeError, match=r"got both candidates= \(deprecated\) and range_max="):
+        mine(small, model, candidates=20, range_max=30)
+
+
+def test_seed_is_checked_and_none_draws_afresh(scifact, model, cache_dir, monkeypatch):
+    with pytest.raises(ValueError, match="seed must be a non-negative integer or None"):
+        mine(scifact, model, seed=-1, verbose=False)
+    small = slice_data(scifact, 10, 450)
+    kwargs = dict(num_negatives=3, sampling_strategy="sampled", cache_folder=cache_dir, verbose=False)
+    draws = {tuple(map(tuple, mine(small, model, seed=None, **kwargs).negatives)) for _ in range(3)}
+    assert len(draws) > 1 and mine(small, model, **kwargs).config["seed"] == 42
+
+
+def test_include_positives_keeps_to_the_n_tuple_layout(scifact, model, cache_dir):
+    small = slice_data(scifact, 6, 450)
+    result = mine(small, model, include_positives=True, num_negatives=2, cache_folder=cache_dir, verbose=False)
+    assert result.config["output_format"] == "n-tuple"  # from the default triplet, as sentence-transformers does
+    assert len(result.to_dataset()) == len(small.pairs)
+    with pytest.raises(ValueError, match="only the n-tuple and ids layouts keep that ranking"):
+        result.to_dataset("labeled-pair")
+
+
+def test_a_bm25_teacher_of_its_own_is_indexed(scifact, model, cache_dir):
+    from st_hardneg.candidates import BM25Retriever
+
+    result = mine(slice_data(scifact, 8, 450), model, teacher=BM25Retriever(show_progress=False),
+                  filter=PositiveAwareFilter(relative_margin=None), num_negatives=2, cache_folder=cache_dir,
+                  verbose=False)
+    assert result.config["teachers"] == ["bm25[bm25s]"] and result.stats.short_rows == 0
+
+
+def test_eci_of_a_mining_result_under_a_scorer(scifact, model, cache_dir):
+    from st_hardneg import eci_score
+
+    result = mine(slice_data(scifact, 8, 450), model, num_negatives=2, cache_folder=cache_dir, verbose=False)
+    stored, rescored = eci_score(result), eci_score(result, model)
+    assert rescored.scorer.startswith("bi-encoder") and len(rescored.query_ids) == len(stored.query_ids)
+    assert rescored.eci == pytest.approx(stored.eci, rel=1e-3)  # the same model scored the same negatives

