@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,33 +92,52 @@ class MiningResult:
              output_scores: bool | None = None) -> Any:
         """Write the dataset (``arrow`` via ``save_to_disk``, ``parquet`` or ``jsonl``) and a JSON sidecar.
 
-        Returns the ``datasets.Dataset`` written. The same inputs and seed give a byte-identical folder.
+        The folder is written beside ``path`` and moved into place when complete, so an interrupted
+        save never leaves a half-written folder (nor destroys an earlier one). Returns the
+        ``datasets.Dataset`` written. The same inputs and seed give a byte-identical folder.
         """
         if file_format not in FILE_FORMATS:
             raise ValueError(f"unknown file format {file_format!r}; use one of {list(FILE_FORMATS)}")
         layout, scores = self._layout(output_format, output_scores)
         dataset = self.to_dataset(layout, scores)
         path = Path(path)
-        if file_format == "arrow":
-            dataset.save_to_disk(str(path))
-        else:
-            path.mkdir(parents=True, exist_ok=True)
-            target = path / f"data.{file_format}"
-            if file_format == "parquet":
-                dataset.to_parquet(str(target))
-            else:  # json.dumps round-trips floats exactly; Dataset.to_json keeps only 10 digits
-                with target.open("w", encoding="utf-8") as handle:
-                    for row in dataset:
-                        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        # No timings here: the same inputs and seed must give a byte-identical folder.
-        sidecar = self.provenance(layout, scores)
-        (path / SIDECAR).write_text(json.dumps(sidecar, indent=2, sort_keys=True), encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.parent / f".{path.name}.partial-{os.getpid()}"
+        try:
+            if file_format == "arrow":
+                dataset.save_to_disk(str(partial))
+            else:
+                partial.mkdir()
+                target = partial / f"data.{file_format}"
+                if file_format == "parquet":
+                    dataset.to_parquet(str(target))
+                else:  # json.dumps round-trips floats exactly; Dataset.to_json keeps only 10 digits
+                    with target.open("w", encoding="utf-8") as handle:
+                        for row in dataset:
+                            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            # No timings here: the same inputs and seed must give a byte-identical folder.
+            sidecar = self.provenance(layout, scores)
+            (partial / SIDECAR).write_text(json.dumps(sidecar, indent=2, sort_keys=True), encoding="utf-8")
+            _replace_folder(partial, path)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
         logger.info("saved %d rows (%s, %s) to %s", len(dataset), layout, file_format, path)
         return dataset
 
     def __str__(self) -> str:
         timing = "  ".join(f"{k} {v:.1f}s" for k, v in self.timings.items())
         return f"{self.stats.table()}\n\ntime: {timing}" if timing else self.stats.table()
+
+
+def _replace_folder(new: Path, path: Path) -> None:
+    """Move the complete folder ``new`` to ``path``; an earlier folder there goes only once ``new`` is in place."""
+    if not path.exists():
+        new.rename(path)
+        return
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    path.rename(old)
+    new.rename(path)
+    shutil.rmtree(old)
 
 
 def load_mined(path: str | os.PathLike) -> tuple[Any, dict]:

@@ -75,8 +75,10 @@ def test_positive_ids_removed_and_counted_first():
 
 
 def test_old_names_still_work_for_one_release_with_a_warning():
-    with pytest.warns(FutureWarning, match=r"perc=.*relative_margin"):
+    with pytest.warns(FutureWarning) as caught:
         old = PositiveAwareFilter(perc=0.95, margin=0.1, skip_top=2)
+    assert [str(w.message).split("(")[1].split("=")[0] for w in caught] == ["perc", "margin", "skip_top"]
+    assert "use relative_margin=1 - perc" in str(caught[0].message)
     assert old == PositiveAwareFilter(relative_margin=0.05, absolute_margin=0.1, range_min=2)
     with pytest.raises(TypeError):
         PositiveAwareFilter(0.05)  # keyword-only: a positional 0.95 meant perc before

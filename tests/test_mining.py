@@ -245,9 +245,12 @@ def test_every_argument_is_checked_before_anything_is_encoded(kwargs, message, s
 
 def test_old_argument_names_still_work_with_a_warning(scifact, model, cache_dir):
     small = slice_data(scifact, 6, 450)
-    with pytest.warns(FutureWarning, match=r"mine\(cache_dir=...\) is deprecated.*cache_folder"):
+    with pytest.warns(FutureWarning) as caught:
         old = mine(data=small, model=model, candidates=20, sampling="top", cache_dir=cache_dir, show_progress=False,
                    num_negatives=2)
+    assert sorted(str(w.message).split("(")[1].split("=")[0] for w in caught) == [
+        "cache_dir", "candidates", "data", "sampling", "show_progress"]
+    assert "use cache_folder=... (sentence-transformers' name)" in " ".join(str(w.message) for w in caught)
     new = mine(small, model, range_max=20, sampling_strategy="top", cache_folder=cache_dir, verbose=False,
                num_negatives=2)
     assert old.negatives == new.negatives
@@ -291,3 +294,20 @@ def test_eci_of_a_mining_result_under_a_scorer(scifact, model, cache_dir):
     stored, rescored = eci_score(result), eci_score(result, model)
     assert rescored.scorer.startswith("bi-encoder") and len(rescored.query_ids) == len(stored.query_ids)
     assert rescored.eci == pytest.approx(stored.eci, rel=1e-3)  # the same model scored the same negatives
+
+
+def test_an_interrupted_save_keeps_the_earlier_folder(scifact, model, cache_dir, tmp_path, monkeypatch):
+    result = mine(slice_data(scifact, 6, 450), model, num_negatives=2, cache_folder=cache_dir, verbose=False)
+    result.save(tmp_path / "out", "n-tuple")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    import datasets
+
+    monkeypatch.setattr(datasets.Dataset, "save_to_disk", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        result.save(tmp_path / "out", "triplet")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no partial folder left behind
