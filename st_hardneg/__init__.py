@@ -11,9 +11,9 @@ The public API:
 - :class:`PositiveAwareFilter`: NV-Retriever's false-negative rules, under sentence-transformers' names;
 - :class:`MiningDataCollator`: negatives drawn per batch inside ``SentenceTransformerTrainer``;
 - :func:`eci_score`, :class:`ECICallback`: judge negatives before and during training;
-- :func:`push_dataset`, :func:`push_model`, :class:`HubPushError`: publish with honest cards;
+- :func:`push_dataset`, :func:`push_model`, :func:`load_resolved`, :class:`HubPushError`: publish with honest cards;
 - :func:`load_data`, :func:`load_beir`, :func:`load_mined`, :func:`resolve_ids`, :func:`sample_data_path`,
-  :func:`load_model`, :class:`DataError`: inputs and outputs.
+  :func:`load_model`, :class:`DataError`, :class:`OptionError`: inputs and outputs.
 
 Names are imported lazily, so ``import st_hardneg`` loads neither torch nor sentence-transformers.
 """
@@ -43,6 +43,8 @@ _EXPORTS = {
     "sample_data_path": "sample",
     "load_model": "models",
     "DataError": "data",
+    "OptionError": "data",
+    "load_resolved": "hub",
 }
 
 __all__ = list(_EXPORTS)
@@ -51,12 +53,12 @@ if TYPE_CHECKING:  # re-exports for type checkers and IDEs; the runtime path is 
     from .beir import load_beir
     from .callbacks import ECICallback
     from .collator import MiningDataCollator
-    from .data import DataError
+    from .data import DataError, OptionError
     from .eci import eci_score
     from .filters import PositiveAwareFilter
     from .formats import resolve_ids
     from .hard_negatives import mine_hard_negatives
-    from .hub import HubPushError, push_dataset, push_model
+    from .hub import HubPushError, load_resolved, push_dataset, push_model
     from .mining import mine
     from .models import load_model
     from .result import MiningResult, load_mined

@@ -7,7 +7,12 @@ sentence-transformers' own card template (extended, never replaced) before it re
 
 from __future__ import annotations
 
+import re
+import shutil
 import tempfile
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,35 @@ LOSS_FOR_LAYOUT = {
 }
 _ANCHOR = "## Training Details\n"  # unconditional in sentence-transformers' template, unlike its subsections
 _MARKER = "<!-- st-hardneg:hard-negatives -->"
+
+
+# An absolute path (POSIX, ~ or a Windows drive) of two or more parts; group 1 is its last part. Not
+# preceded by a word character, dot or slash, so relative paths, repo ids and URLs are left alone.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w./~\\-])(?:~|[A-Za-z]:)?(?:[/\\][^\s/\\\[\]()<>,;'\"`|]+)*"
+                            r"[/\\]([^\s/\\\[\]()<>,;'\"`|]+)")
+
+
+def public(value: Any) -> Any:
+    """``value`` (a string, or dicts and lists of them) with every absolute local path cut to its last part.
+
+    Cards are published: a machine path says nothing to readers and shows the author's file layout.
+    Provenance written by current versions holds no paths; this also covers older sidecars and
+    names passed in by users (an ECI scorer loaded from a folder, say).
+    """
+    if isinstance(value, str):
+        return _ABSOLUTE_PATH.sub(lambda m: m.group(1), value)
+    if isinstance(value, dict):
+        return {k: public(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(public(v) for v in value)
+    return value
+
+
+def hub_endpoint() -> str:
+    """The Hub the links on cards point to: ``HF_ENDPOINT`` (a self-hosted Hub) or huggingface.co."""
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT.rstrip("/")
 
 
 def _size_category(n: int) -> str:
@@ -53,7 +87,7 @@ def render_dataset_card(record: dict, repo_id: str, *, columns: list[str], eci: 
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    stats, config, layout = record["stats"], record["config"], record["format"]
+    stats, config, layout = record["stats"], public(record["config"]), record["format"]
     card_data = DatasetCardData(
         license=license, task_categories=["sentence-similarity", "text-retrieval"],
         tags=["sentence-transformers", "hard-negatives", "st-hardneg", layout],
@@ -63,7 +97,7 @@ def render_dataset_card(record: dict, repo_id: str, *, columns: list[str], eci: 
     return DatasetCard.from_template(
         card_data, template_path=str(TEMPLATES / "dataset_card_template.md"), repo_id=repo_id, layout=layout,
         layout_columns=", ".join(columns), loss=LOSS_FOR_LAYOUT.get(layout, "MultipleNegativesRankingLoss"),
-        stats=stats, config=config, eci=eci, histogram=histogram, has_corpus=has_corpus,
+        stats=stats, config=config, eci=public(eci), histogram=histogram, has_corpus=has_corpus,
     )
 
 
@@ -74,12 +108,24 @@ def record_mining_in_card(model: Any, lines: list[str] | None = None, *, config:
 
     The section (``model_cards/model_card_section.md``) is rendered now and inserted at the top of
     "Training Details" in sentence-transformers' template; calling again replaces it.
-    Adds the ``hard-negatives`` and ``st-hardneg`` tags and the NV-Retriever citation.
+    Adds the ``hard-negatives`` and ``st-hardneg`` tags, the NV-Retriever citation and, with
+    ``dataset_repo_id``, that dataset to the card's ``datasets:`` metadata. The extended template is
+    written to a new temporary folder, which stays while the model may be saved; see
+    :func:`mining_recorded` for a scope that removes it.
+
+    Args:
+        model: A SentenceTransformer (anything with sentence-transformers' ``model_card_data``).
+        lines: Free-form bullet lines for the section.
+        config: The mining configuration (``record["config"]`` of :func:`~st_hardneg.result.load_mined`).
+        eci: ECI summary (``ECIResult.to_dict()``).
+        eval_results: ``{name: {"ndcg@10": .., "recall@100": ..}}``.
+        dataset_repo_id: The mined dataset on the Hub, linked from the section and the metadata.
     """
     import jinja2
 
     section = jinja2.Template((TEMPLATES / "model_card_section.md").read_text(encoding="utf-8")).render(
-        lines=lines or [], config=config, eci=eci, eval_results=eval_results, dataset_repo_id=dataset_repo_id)
+        lines=public(lines or []), config=public(config), eci=public(eci), eval_results=eval_results,
+        dataset_repo_id=dataset_repo_id, endpoint=hub_endpoint())
     card = model.model_card_data
     base = Path(card.template_path).read_text(encoding="utf-8")
     if _MARKER in base:  # extended before: replace our section only
@@ -90,10 +136,38 @@ def record_mining_in_card(model: Any, lines: list[str] | None = None, *, config:
     path = Path(tempfile.mkdtemp(prefix="st_hardneg_card_")) / "model_card_template.md"
     path.write_text(text, encoding="utf-8")
     card.template_path = path
+    # The template must outlive this call (the collator records it before training, the card renders
+    # at save time): the folder goes when the card data does, or at exit, never left in the temp dir.
+    weakref.finalize(card, shutil.rmtree, path.parent, True)
     # sentence-transformers re-saves the README it loaded unless the model was trained by its trainer;
     # a model carrying mining provenance needs the generated card, so drop the loaded text.
     if hasattr(model, "_model_card_text"):
         model._model_card_text = None
     card.add_tags(["hard-negatives", "st-hardneg"])
     card.citations["NV-Retriever"] = NV_RETRIEVER_BIBTEX
+    # `datasets:` in the YAML is what links a model to its data on the Hub. sentence-transformers fills
+    # it only from trainer datasets it could look up (push_to_hub's train_datasets is ignored since 5.x).
+    if dataset_repo_id and dataset_repo_id not in card.datasets:
+        card.datasets.append(dataset_repo_id)
     return path
+
+
+@contextmanager
+def mining_recorded(model: Any, **kwargs: Any) -> Iterator[Path]:
+    """:func:`record_mining_in_card` for the duration of a ``with`` block (a save or a push).
+
+    On exit the model's card template is the one it had before and the temporary template is
+    deleted, so repeated pushes leave nothing behind in the temp folder.
+
+    Args:
+        model: A SentenceTransformer.
+        **kwargs: As for :func:`record_mining_in_card`.
+    """
+    card = model.model_card_data
+    template = card.template_path
+    path = record_mining_in_card(model, **kwargs)
+    try:
+        yield path
+    finally:
+        card.template_path = template
+        shutil.rmtree(path.parent, ignore_errors=True)

@@ -1,7 +1,9 @@
 """``st-hardneg`` command line: thin argument parsing over the Python API.
 
 Subcommands follow ``huggingface-cli`` / ``accelerate``: ``st-hardneg mine --help`` explains
-every flag; ``st-hardneg env`` prints versions for bug reports.
+every flag; ``st-hardneg env`` prints versions for bug reports. Every failure is one line on
+stderr naming the file, line or flag: exit status 2 for a usage error (a bad flag or option
+value, an output that exists), 1 for bad data or a failed run, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -14,6 +16,15 @@ import sys
 from collections.abc import Sequence
 
 logger = logging.getLogger("st_hardneg")
+
+EXIT_USAGE, EXIT_DATA, EXIT_INTERRUPTED = 2, 1, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the usage block would bury the one line that matters."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"st-hardneg: error: {message} (see `{self.prog} --help`)\n")
 
 
 class _Deprecated(argparse.Action):
@@ -31,6 +42,9 @@ class _Deprecated(argparse.Action):
 
 def _optional_float(value: str) -> float | None:
     return None if value.lower() == "none" else float(value)
+
+
+_optional_float.__name__ = "number or 'none'"  # argparse names the type in "invalid ... value"
 
 
 def _add_mine(sub: argparse._SubParsersAction) -> None:
@@ -53,10 +67,17 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--corpus", default=None,
                    help="separate corpus to draw negatives from: a BEIR corpus.jsonl or a text file, "
                         "one document a line")
-    g.add_argument("--anchor-column-name", default=None, help="anchor column of a pairs dataset (default: the first)")
-    g.add_argument("--positive-column-name", default=None, help="positive column of a pairs dataset (default: second)")
+    g.add_argument("--anchor-column-name", default=None,
+                   help="anchor column of a pairs dataset (default: a column named anchor, else the first text "
+                        "column; id columns never count)")
+    g.add_argument("--positive-column-name", default=None,
+                   help="positive column of a pairs dataset (default: a column named positive, else the one text "
+                        "column left; ambiguous columns are an error that lists them)")
     g.add_argument("--missing-positives", choices=["skip", "error"], default="skip",
                    help="what to do with queries or rows that have no positive: skip and count them, or fail")
+    g.add_argument("--relevance-threshold", type=float, default=0.0,
+                   help="BEIR qrels: a judgment is a positive when its score is strictly above this (scores are "
+                        "read as numbers, so graded 0.5 counts; with TREC grades 0/1/2, 1 keeps only grade 2)")
     g = p.add_argument_group("model and candidates")
     g.add_argument("--model", default=None,
                    help="SentenceTransformer name or path for dense retrieval and default scoring "
@@ -94,7 +115,8 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("filter (NV-Retriever rules; with several positives, against the lowest)")
     g.add_argument("--relative-margin", type=_optional_float, default=0.05,
                    help="TopK-PercPos: keep negatives scoring at most positive - |positive| x margin "
-                        "(0.05 = PercPos 95%%; 'none' disables it)")
+                        "(0.05 = PercPos 95%%; 'none' disables it; below 0 keeps negatives scoring above the "
+                        "positive, with a warning)")
     g.add_argument("--absolute-margin", type=float, default=None,
                    help="TopK-MarginPos: keep negatives scoring at most positive - margin")
     g.add_argument("--max-score", type=float, default=None, help="TopK-Abs: drop negatives scoring above this")
@@ -117,7 +139,11 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
                    help="output layout (see README: which loss takes which)")
     g.add_argument("--output-scores", action="store_true",
                    help="add the teacher's scores (scores / score columns, as sentence-transformers)")
-    g.add_argument("--output", default="mined", help="output folder")
+    g.add_argument("--output", default="mined",
+                   help="output folder, written beside and moved into place when complete; it may not exist "
+                        "(unless --overwrite) nor overlap the input")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --output folder (only once the new one is complete)")
     g.add_argument("--file-format", choices=["arrow", "parquet", "jsonl"], default="arrow",
                    help="arrow writes save_to_disk (load with datasets.load_from_disk)")
     g.add_argument("--seed", type=int, default=42, help="seed for every random choice")
@@ -143,9 +169,12 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_mine(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     from .filters import PositiveAwareFilter
-    from .mining import mine
+    from .mining import MiningSettings, mine
     from .models import load_teacher
+    from .result import check_output
     from .sample import sample_data_path
 
     flt = PositiveAwareFilter(
@@ -157,26 +186,66 @@ def _run_mine(args: argparse.Namespace) -> int:
         max_candidates=args.max_candidates, num_negatives=args.num_negatives,
         sampling_strategy=args.sampling_strategy, sample_pool=args.sample_pool, temperature=args.temperature,
         include_positives=args.include_positives, output_format=args.output_format,
-        output_scores=args.output_scores, seed=args.seed, split=args.split, corpus=args.corpus,
-        anchor_column_name=args.anchor_column_name, positive_column_name=args.positive_column_name,
-        missing_positives=args.missing_positives, batch_size=args.batch_size,
+        output_scores=args.output_scores, seed=args.seed, batch_size=args.batch_size,
         faiss_batch_size=args.faiss_batch_size, max_seq_length=args.max_seq_length, query_prompt=args.query_prompt,
         query_prompt_name=args.query_prompt_name, corpus_prompt=args.corpus_prompt,
         corpus_prompt_name=args.corpus_prompt_name, index=args.index, bm25_backend=args.bm25_backend,
         fusion=args.fusion, cache_folder=None if args.no_cache else args.cache_folder, verbose=not args.quiet,
     )
+    # Every usage error before any work: the settings (mine() checks them again, cheaply), then the outputs.
+    known = {f.name for f in fields(MiningSettings)}
+    MiningSettings(**{k: v for k, v in settings.items() if k in known and k != "include_positives"})
+    check_output(args.output, overwrite=args.overwrite,
+                 inputs=tuple(p for p in (args.data or sample_data_path(), args.corpus) if p))
+    if args.stats_json:
+        _check_report_path(args.stats_json, "--stats-json", args.output)
     # Names load inside mine(), after its settings are checked; an explicit --teacher-type loads here.
     teachers = args.teacher
     if teachers and args.teacher_type != "auto":
         teachers = [load_teacher(t, args.teacher_type) for t in teachers]
-    result = mine(args.data or sample_data_path(), args.model, teacher=teachers, **settings)
-    dataset = result.save(args.output, file_format=args.file_format)
+    result = mine(args.data or sample_data_path(), args.model, teacher=teachers, split=args.split,
+                  corpus=args.corpus, anchor_column_name=args.anchor_column_name,
+                  positive_column_name=args.positive_column_name, missing_positives=args.missing_positives,
+                  relevance_threshold=args.relevance_threshold, **settings)
+    dataset = result.save(args.output, file_format=args.file_format, overwrite=args.overwrite)
     print(result)
     print(f"\nwrote {len(dataset):,} rows ({result.config['output_format']}) to {args.output}")
     if args.stats_json:
-        with open(args.stats_json, "w", encoding="utf-8") as handle:
-            json.dump(result.provenance()["st_hardneg"]["stats"], handle, indent=2)
+        _write_json(args.stats_json, result.provenance()["st_hardneg"]["stats"])
     return 0
+
+
+def _check_report_path(path: str, flag: str, output: str | None = None) -> None:
+    """An :class:`~st_hardneg.data.OptionError` naming ``flag`` unless a JSON report can be written to ``path``."""
+    from .data import OptionError
+
+    target = os.path.abspath(os.path.expanduser(path))
+    if os.path.isdir(target):
+        raise OptionError(f"{flag} {path}: is a folder; give a file name")
+    if output is not None and os.path.commonpath([target, os.path.abspath(os.path.expanduser(output))]) \
+            == os.path.abspath(os.path.expanduser(output)):
+        raise OptionError(f"{flag} {path}: is inside --output, which is replaced as a whole; write it elsewhere")
+    folder = os.path.dirname(target)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise OptionError(f"{flag} {path}: cannot be written, {folder} is a file")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OptionError(f"{flag} {path}: cannot be written, {folder} is not writable")
+
+
+def _write_json(path: str, obj: object) -> None:
+    """Write JSON through a temporary sibling, so an interrupted write never leaves half a file."""
+    target = os.path.expanduser(path)
+    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+    tmp = f"{target}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(obj, handle, indent=2)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _add_eci(sub: argparse._SubParsersAction) -> None:
@@ -191,6 +260,11 @@ def _add_eci(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("datasets", nargs="+", help="folders written by `st-hardneg mine` or datasets.save_to_disk")
+    p.add_argument("--data", default=None,
+                   help="for sets in the ids layout: the data they were mined from (BEIR folder, Hub dataset, "
+                        "pairs file ...), whose texts the ids are resolved against (default: the embedded "
+                        "sample, when that is what the set records)")
+    p.add_argument("--split", default=None, help="split of --data (default: the one the set records, else train)")
     p.add_argument("--scorer", default=None,
                    help="model scoring every set (bi-encoder: cosine clipped at 0; cross-encoder: sigmoid); "
                         "default all-MiniLM-L6-v2")
@@ -203,20 +277,26 @@ def _add_eci(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_eci(args: argparse.Namespace) -> int:
-    import datasets
-
-    from .eci import eci_score
-    from .models import default_model_path, load_teacher
+    from .data import OptionError
+    from .eci import eci_score, is_ids_layout
+    from .models import load_model, load_teacher
     from .teachers import make_scorer
 
-    scorer = make_scorer(load_teacher(args.scorer or default_model_path(), args.scorer_type), show_progress=False)
-    results = []
-    for path in args.datasets:
-        try:
-            dataset = datasets.load_from_disk(path)
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(f"{path}: not a saved dataset ({exc})") from None
-        results.append(eci_score(dataset, scorer, alpha=args.alpha, max_rows=args.max_rows, name=path))
+    if not 0 < args.alpha <= 1:
+        raise OptionError(f"--alpha must be in (0, 1], got {args.alpha}")
+    if args.max_rows is not None and args.max_rows < 1:
+        raise OptionError(f"--max-rows must be at least 1, got {args.max_rows}")
+    if args.json:
+        _check_report_path(args.json, "--json")
+    sets = [_load_set(path) for path in args.datasets]  # every set is checked before the scorer loads
+    sources: dict[tuple[str | None, str], object] = {}
+    texts = [(_ids_source(path, record, args, sources) if is_ids_layout(dataset) else None)
+             for path, (dataset, record) in zip(args.datasets, sets)]
+    # The default model is loaded under its Hub name, never the package's install path.
+    model = load_model(None) if args.scorer is None else load_teacher(args.scorer, args.scorer_type)
+    scorer = make_scorer(model, show_progress=False)
+    results = [eci_score(dataset, scorer, alpha=args.alpha, max_rows=args.max_rows, name=path, data=data)
+               for path, (dataset, _), data in zip(args.datasets, sets, texts)]
     results.sort(key=lambda r: -r.eci)
     header = f"{'rank':<5}{'dataset':<40}{'ECI':>8}{'capacity':>10}{'hardness':>10}{'safety':>8}{'S=0':>7}"
     print(f"scorer: {scorer.name}; alpha {args.alpha}\n{header}")
@@ -226,26 +306,80 @@ def _run_eci(args: argparse.Namespace) -> int:
         print(f"{i:<5}{r.name[-39:]:<40}{r.eci:>8.4f}{c['capacity']:>10.4f}{c['hardness']:>10.4f}"
               f"{c['safety']:>8.3f}{r.unsafe_share:>7.1%}{mark}")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump([{"dataset": r.name, **r.to_dict()} for r in results], handle, indent=2)
+        _write_json(args.json, [{"dataset": r.name, **r.to_dict()} for r in results])
     return 0
+
+
+def _load_set(path: str) -> tuple[object, dict | None]:
+    """(dataset, provenance record or None): a folder from `mine` is checked against its sidecar."""
+    import datasets
+
+    from .data import DataError
+    from .result import SIDECAR, load_mined
+
+    if not os.path.isdir(path):
+        raise DataError(f"{path}: no such folder")
+    if os.path.isfile(os.path.join(path, SIDECAR)):
+        return load_mined(path)
+    try:
+        return datasets.load_from_disk(path), None
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: not a saved dataset ({exc})") from None
+
+
+def _ids_source(path: str, record: dict | None, args: argparse.Namespace, loaded: dict) -> object:
+    """The MiningData an ids-layout set's ids refer to: --data, or the embedded sample when the set records it.
+
+    A set written by `mine` records its source as ``<name>@<content hash>#<split>``; the data used
+    to resolve it must carry the same record, or the ids could silently pick up other texts.
+    """
+    from pathlib import Path
+
+    from .data import DataError
+    from .sample import sample_data_path
+    from .sources import load_data
+
+    recorded = (record or {}).get("config", {}).get("data", {}).get("source")
+    split = args.split or (recorded.rpartition("#")[2] if recorded and "#" in recorded else "train")
+    source = args.data
+    if source is None:
+        sample = sample_data_path()
+        if not (recorded or "").startswith(f"beir:{Path(sample).name}@"):
+            raise DataError(f"{path}: the ids layout holds ids, not texts; pass --data with the data it was mined "
+                            f"from{f' ({recorded})' if recorded else ''} to resolve them")
+        source = sample
+    if (source, split) not in loaded:
+        loaded[(source, split)] = load_data(source, split=split)
+    data = loaded[(source, split)]
+    if recorded and "@" in recorded and recorded != data.source:  # "@": a content hash to compare
+        raise DataError(f"{path}: mined from {recorded}, but the data given is {data.source}; pass --data with the "
+                        "data it was mined from")
+    return data
 
 
 def _add_push(sub: argparse._SubParsersAction) -> None:
     push = sub.add_parser("push", help="publish a mined dataset or a fine-tuned model to the Hugging Face Hub",
                           description="Publish to the Hub (or a self-hosted Hub: set HF_ENDPOINT). Tokens come "
-                                      "from HF_TOKEN or `huggingface-cli login`; they are never printed or written.")
+                                      "from HF_TOKEN or `hf auth login`; they are never printed or written.")
     kinds = push.add_subparsers(title="what to push", dest="kind", metavar="KIND", help="dataset or model")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--public", action="store_true", help="create the repository public (default: private)")
+    visibility = common.add_mutually_exclusive_group()
+    visibility.add_argument("--public", dest="private", action="store_false", default=None,
+                            help="make the repository public, an existing one too (default: a new repository is "
+                                 "private, an existing one keeps its visibility)")
+    visibility.add_argument("--private", dest="private", action="store_true", default=None,
+                            help="make the repository private, an existing one too")
     common.add_argument("--revision", default=None, help="branch to push to (created from main when missing)")
     common.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    common.add_argument("--verbose", action="store_true",
+                        help="log every HTTP request (URLs without their query strings, which can hold signatures)")
     d = kinds.add_parser("dataset", parents=[common], help="push a folder written by `st-hardneg mine`",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d.add_argument("path", help="folder written by `st-hardneg mine --output`")
     d.add_argument("repo_id", help="dataset repository, user/name")
-    d.add_argument("--with-corpus", action="store_true",
-                   help="ids layout: also push the source BEIR corpus and queries as `corpus`/`queries` configs")
+    d.add_argument("--with-corpus", metavar="FOLDER", default=None,
+                   help="ids layout: also push the corpus and queries of FOLDER, the BEIR folder (or Hub BEIR "
+                        "dataset) that was mined, as `corpus`/`queries` configs")
     d.add_argument("--eci-scorer", default=None, help="compute ECI with this model and put it on the card")
     d.add_argument("--license", default=None, help="licence identifier for the card, e.g. cc-by-4.0")
     d.set_defaults(func=_run_push_dataset)
@@ -266,14 +400,14 @@ def _run_push_dataset(args: argparse.Namespace) -> int:
 
     corpus = queries = eci = None
     if args.with_corpus:
-        corpus, queries = default_corpus_maps(args.path)
+        corpus, queries = default_corpus_maps(args.path, data=args.with_corpus)
     if args.eci_scorer:
         import datasets
 
         from .eci import eci_score
 
         eci = eci_score(datasets.load_from_disk(args.path), args.eci_scorer)
-    revision = push_dataset(args.path, args.repo_id, private=not args.public, revision=args.revision,
+    revision = push_dataset(args.path, args.repo_id, private=args.private, revision=args.revision,
                             create_pr=args.create_pr, corpus=corpus, queries=queries, eci=eci, license=args.license)
     print(f"pushed {args.path} to dataset {args.repo_id} at {revision}")
     return 0
@@ -288,7 +422,7 @@ def _run_push_model(args: argparse.Namespace) -> int:
             eval_results = {k: {"ndcg@10": v["ndcg@10"], "recall@100": v["recall@100"]}
                             for k, v in json.load(handle)["eval"].items()}
     url = push_model(args.path, args.repo_id, dataset_repo_id=args.dataset_repo, mined=args.mined,
-                     eval_results=eval_results, private=not args.public, revision=args.revision,
+                     eval_results=eval_results, private=args.private, revision=args.revision,
                      create_pr=args.create_pr)
     print(f"pushed {args.path} to model {args.repo_id}: {url}")
     return 0
@@ -306,7 +440,7 @@ def _run_env(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="st-hardneg",
         description="Hard-negative mining, scoring and publishing for sentence-transformers.",
     )
@@ -319,26 +453,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_status(exc: BaseException) -> int:
+    """2 for a usage error (a bad option value, an output that exists), 130 for Ctrl-C, else 1 (data, runtime)."""
+    from .data import DataError, OptionError
+
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, (OptionError, FileExistsError)) and not isinstance(exc, DataError):
+        return EXIT_USAGE
+    return EXIT_DATA
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``st-hardneg``; every failure is one line on stderr and exit code 1 (``ST_HARDNEG_TRACEBACK=1``
-    re-raises, for bug reports)."""
+    """Run ``st-hardneg``; every failure is one line on stderr and an exit status from :func:`exit_status`
+    (``ST_HARDNEG_TRACEBACK=1`` re-raises, for bug reports)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     quiet = getattr(args, "quiet", False)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("faiss.loader", "sentence_transformers", "bm25s", "httpx", "datasets"):
+    for noisy in ("faiss.loader", "sentence_transformers", "bm25s", "datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from .hub import configure_request_logging
+
+    # httpx logs each request at INFO, presigned upload URLs included: off, or (--verbose) redacted.
+    configure_request_logging(verbose=getattr(args, "verbose", False))
     try:
         return args.func(args)
-    except Exception as exc:  # one clear line, never a traceback (the error types are kept in the message)
+    except (Exception, KeyboardInterrupt) as exc:  # one clear line, never a traceback
         if os.environ.get("ST_HARDNEG_TRACEBACK"):
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        if isinstance(exc, KeyboardInterrupt):
+            message = "interrupted; with the embedding cache on (the default), the same command resumes encoding"
+        elif isinstance(exc, KeyError) and exc.args:  # str(KeyError) is the quoted key alone
+            message = f"{type(exc).__name__}: {exc.args[0]}"
+        else:
+            message = text.splitlines()[0] if text else type(exc).__name__
         print(f"st-hardneg: error: {message}", file=sys.stderr)
-        return 1
+        return exit_status(exc)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,10 @@ class DataError(ValueError):
     """Raised for malformed input; the message names the file and line, or the row and field."""
 
 
+class OptionError(ValueError):
+    """Raised for a bad option value (a usage error: the CLI exits with status 2); the message names the option."""
+
+
 @dataclass
 class MiningData:
     """Corpus, queries and (query, positive) pairs, all by position with ids kept.
@@ -34,7 +38,9 @@ class MiningData:
         query_texts: The query texts, aligned with ``query_ids``.
         pairs: ``(query_index, corpus_index)`` for every input row, in input order. A query with
             several positives appears in several pairs.
-        source: A short human description of where the data came from (for provenance).
+        source: A short description of where the data came from, recorded in provenance: a Hub id
+            as given, or a local file's or folder's name with a short content hash
+            (``beir:scifact@1a2b3c4d5e6f#train``), never a machine path.
         skipped: Counts of input rows or queries that were skipped, by reason.
         columns: Names of the (anchor, positive) columns the data came from; output layouts use
             them, as sentence-transformers does.
@@ -180,6 +186,47 @@ def from_pairs(
     )
 
 
+def _is_id_column(name: str) -> bool:
+    """Columns holding ids, never texts to mine: ``id``, ``_id``, ``query_id``, ``corpus-id`` ..."""
+    lowered = name.lower()
+    return lowered in ("id", "_id", "idx", "index") or lowered.endswith(("_id", "-id", " id"))
+
+
+def _is_text_column(dataset: Any, name: str) -> bool:
+    feature = getattr(dataset, "features", {}).get(name)
+    dtype = getattr(feature, "dtype", None)
+    return dtype in (None, "string", "large_string")  # None: features unknown, so judge by the name only
+
+
+def pick_columns(dataset: Any, anchor: str | None, positive: str | None, source: str) -> tuple[str, str]:
+    """The (anchor, positive) columns: the named ones, the others guessed among the remaining text columns.
+
+    Id columns and non-string columns are never guessed, nor is a column already taken by the other
+    role (sentence-transformers' "second column" can be the anchor itself). A column literally
+    named ``anchor`` or ``positive`` takes that role; the others are guessed only when exactly as
+    many text columns remain as roles to fill, in column order. Otherwise the error lists the
+    columns found.
+    """
+    columns = list(dataset.column_names)
+    for label, col in (("anchor", anchor), ("positive", positive)):
+        if col is not None and col not in columns:
+            raise DataError(f"{source}: no {label} column {col!r}; columns are {columns}")
+    if anchor is not None and anchor == positive:
+        raise DataError(f"{source}: the anchor and positive columns are both {anchor!r}; they must differ")
+    free = [c for c in columns if c not in (anchor, positive) and not _is_id_column(c)
+            and _is_text_column(dataset, c)]
+    needed = [label for label, col in (("anchor", anchor), ("positive", positive)) if col is None]
+    guessed = {label: label for label in needed if label in free}  # a column literally named for its role
+    free = [c for c in free if c not in guessed]
+    rest = [label for label in needed if label not in guessed]
+    if len(free) != len(rest) and rest:
+        found = f"text columns left: {free}" if free else "no text column left"
+        raise DataError(f"{source}: cannot tell which column is the {' and which the '.join(rest)}: columns are "
+                        f"{columns} ({found}); name it with {' and '.join(f'{n}_column_name' for n in rest)}")
+    guessed.update(zip(rest, free))
+    return guessed.get("anchor", anchor), guessed.get("positive", positive)  # type: ignore[return-value]
+
+
 def from_dataset(
     dataset: Any,
     *,
@@ -192,19 +239,24 @@ def from_dataset(
 ) -> MiningData:
     """Build :class:`MiningData` from a ``datasets.Dataset`` of (anchor, positive) pairs.
 
-    The anchor and positive columns default to the first and second column (columns ending in
-    ``_id`` aside), as in sentence-transformers; a named column that does not exist is an error
-    (sentence-transformers would silently fall back to the first two).
-    Id columns named ``query_id``/``anchor_id`` and ``positive_id``/``corpus_id`` are used when present.
+    Columns not named are guessed by :func:`pick_columns`: a dataset with exactly two text columns
+    (id columns aside) needs no names, as in sentence-transformers; otherwise name them. A named
+    column that does not exist is an error (sentence-transformers would silently fall back to the
+    first two). Id columns named ``query_id``/``anchor_id`` and ``positive_id``/``corpus_id`` are
+    used when present.
+
+    Args:
+        dataset (datasets.Dataset): The pairs.
+        anchor_column_name (str | None): The anchor column; guessed when omitted.
+        positive_column_name (str | None): The positive column; guessed when omitted.
+        corpus (Sequence[str] | None): Extra documents to draw negatives from.
+        corpus_ids (Sequence[str] | None): Ids of ``corpus``.
+        missing_positives (str): Rows without a positive are ``"skip"``-ped or an ``"error"``.
+        source (str | None): Description used in error messages and provenance.
     """
     columns = list(dataset.column_names)
     source = source or f"dataset({dataset.info.dataset_name or 'in memory'})"
-    text_columns = [c for c in columns if not c.endswith("_id")]
-    anchor = anchor_column_name or (text_columns[0] if text_columns else None)
-    positive = positive_column_name or (text_columns[1] if len(text_columns) > 1 else None)
-    for label, col in (("anchor", anchor), ("positive", positive)):
-        if col is None or col not in columns:
-            raise DataError(f"{source}: no {label} column {col!r}; columns are {columns}")
+    anchor, positive = pick_columns(dataset, anchor_column_name, positive_column_name, source)
     if len(dataset) == 0:
         raise DataError(f"{source}: the dataset is empty")
     qid_col = next((c for c in ("query_id", "anchor_id") if c in columns), None)

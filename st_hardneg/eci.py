@@ -35,7 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from .data import DataError, MiningData, OptionError
 from .teachers import Scorer
+
+IDS_COLUMNS = ("query_id", "positive_id", "negative_ids")
 
 
 @dataclass
@@ -59,8 +62,8 @@ def eci_components(positive: float, negatives: Sequence[float], *, alpha: float 
 
         eci_components(0.8, [0.5, 0.6]).eci   # both safe (< 0.76): S = 1, H = 0.6875, C = log 3
     """
-    if not 0 < alpha <= 1:
-        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    if not 0 < alpha <= 1:  # NaN fails this too
+        raise OptionError(f"alpha must be in (0, 1], got {alpha}")
     neg = np.asarray(negatives, dtype=np.float64)
     if np.isnan(neg).any() or np.isnan(positive):
         raise ValueError("scores contain NaN")
@@ -152,13 +155,42 @@ def eci_from_scores(
                      list(order), scorer, alpha, delta, name)
 
 
-def rows_of(dataset: Any) -> tuple[list[str], list[str], list[list[str]]]:
-    """(queries, positives, negatives per row) from any text layout sentence-transformers and ``st_hardneg`` write.
+def is_ids_layout(dataset: Any) -> bool:
+    """Whether ``dataset`` holds ids (``query_id``, ``positive_id``, ``negative_ids``) rather than texts."""
+    return set(IDS_COLUMNS) <= set(getattr(dataset, "column_names", []))
+
+
+def _texts_of_ids(dataset: Any, data: MiningData) -> tuple[list[str], list[str], list[list[str]]]:
+    """The ids layout's rows as texts, looked up in the data it was mined from."""
+    queries = dict(zip(data.query_ids, data.query_texts))
+    corpus = dict(zip(data.corpus_ids, data.corpus_texts))
+
+    def text(mapping: dict[str, str], key: Any, kind: str, row: int) -> str:
+        if str(key) not in mapping:
+            raise DataError(f"row {row}: {kind} id {key!r} is not in {data.source}; pass the data it was mined from")
+        return mapping[str(key)]
+
+    q, p, n = [], [], []
+    for row, (qid, pid, nids) in enumerate(zip(*(dataset[c] for c in IDS_COLUMNS))):
+        q.append(text(queries, qid, "query", row))
+        p.append(text(corpus, pid, "corpus", row))
+        n.append([text(corpus, d, "corpus", row) for d in nids])
+    return q, p, n
+
+
+def rows_of(dataset: Any, data: MiningData | None = None) -> tuple[list[str], list[str], list[list[str]]]:
+    """(queries, positives, negatives per row) from any layout sentence-transformers and ``st_hardneg`` write.
 
     The anchor is the first column and the positive the second, whatever their names, as in
-    sentence-transformers' layouts.
+    sentence-transformers' layouts. The ``ids`` layout is resolved against ``data``, the
+    :class:`~st_hardneg.data.MiningData` it was mined from (e.g. ``load_data(folder)``).
     """
     cols = dataset.column_names
+    if is_ids_layout(dataset):
+        if data is None:
+            raise OptionError("the ids layout holds ids, not texts: pass the data it was mined from (data=, or "
+                              "--data on the command line), or score it with its stored scores (no scorer)")
+        return _texts_of_ids(dataset, data)
     if len(cols) < 3:
         raise ValueError(f"cannot find (query, positive, negatives) in columns {cols}; use a triplet, n-tuple, "
                          "labeled-list or labeled-pair layout, or pass scores")
@@ -199,6 +231,7 @@ def eci_score(
     delta: float | None = None,
     max_rows: int | None = None,
     name: str = "",
+    data: MiningData | None = None,
 ) -> ECIResult:
     """ECI of a mined dataset under one fixed scorer.
 
@@ -212,6 +245,8 @@ def eci_score(
         delta: Safety margin width (default ``(1 - alpha) * positive``).
         max_rows: Score only the first ``max_rows`` rows (for a quick estimate).
         name: Label used in the table.
+        data: For an ``ids`` layout scored by ``scorer``: the
+            :class:`~st_hardneg.data.MiningData` its ids refer to (see :func:`rows_of`).
 
     Example::
 
@@ -234,13 +269,14 @@ def eci_score(
                                [[clip(v) for v in row] for row in dataset["negative_scores"]],
                                alpha=alpha, delta=delta, scorer="mined scores", name=name)
     scorer_obj = _as_scorer(scorer)
-    queries, pos, neg = row_scores(dataset, scorer_obj)
+    queries, pos, neg = row_scores(dataset, scorer_obj, data)
     return eci_from_scores(queries, pos, neg, alpha=alpha, delta=delta, scorer=scorer_obj.name, name=name)
 
 
-def row_scores(dataset: Any, scorer: Scorer) -> tuple[list[str], list[float], list[np.ndarray]]:
-    """(query per row, positive score, negative scores) of a text layout, clipped at 0 as ECI reads them."""
-    queries, positives, negatives = rows_of(dataset)
+def row_scores(dataset: Any, scorer: Scorer, data: MiningData | None = None
+               ) -> tuple[list[str], list[float], list[np.ndarray]]:
+    """(query per row, positive score, negative scores), clipped at 0 as ECI reads them (``data``: see :func:`rows_of`)."""
+    queries, positives, negatives = rows_of(dataset, data)
     pos = scorer.score(queries, [[p] for p in positives])
     neg = scorer.score(queries, negatives)
     return queries, [max(float(s[0]), 0.0) for s in pos], [np.clip(s, 0, None) for s in neg]

@@ -4,6 +4,10 @@ sentence-transformers' ``mine_hard_negatives(cache_folder=...)`` keys its cache 
 name, so a fine-tuned copy saved under the same name silently reuses stale embeddings. Here the
 key is a fingerprint of every parameter and buffer, the module configuration, the prompt, the max
 sequence length and the texts: change any of them and the cache misses.
+
+A long encoding is cached chunk by chunk as it goes (``<cache>/partial/<key>-<chunk size>/``), so
+an interrupted run (Ctrl-C, a killed job) resumes at the first missing chunk; the chunks are
+merged into the one ``<key>.npy`` file when the collection is complete.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from .data import OptionError
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +87,8 @@ class Embedder:
         show_progress: Show tqdm progress bars while encoding.
         multi_process: Encode in several processes, as sentence-transformers' ``use_multi_process``:
             ``True`` for its default devices, or a list of devices such as ``["cpu", "cpu"]``.
+        chunk_size: With a cache, collections longer than this are encoded and saved this many
+            texts at a time, so that an interrupted run resumes where it stopped.
 
     Example::
 
@@ -99,8 +108,12 @@ class Embedder:
         cache_dir: str | os.PathLike | None = None,
         show_progress: bool = True,
         multi_process: bool | list[str] = False,
+        chunk_size: int = 8192,
     ) -> None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         self.model = model
+        self.chunk_size = chunk_size
         self.batch_size = batch_size
         self.prompts = {"query": (query_prompt, query_prompt_name), "document": (document_prompt, document_prompt_name)}
         if cache_dir == "auto":  # resolved here, once, for every caller (mine, collator, teachers)
@@ -116,13 +129,17 @@ class Embedder:
 
     @property
     def name(self) -> str:
+        """The model's Hub id, or for a local folder its name and a short weights hash (never the path)."""
+        from .models import display_name
+
         card = getattr(self.model, "model_card_data", None)
-        if getattr(card, "base_model", None):
-            return card.base_model
-        try:  # a model loaded from a folder: its path is the most honest name there is
-            return self.model[0].auto_model.config._name_or_path or type(self.model).__name__
-        except (AttributeError, IndexError, TypeError, KeyError):
-            return type(self.model).__name__
+        raw = getattr(card, "base_model", None)
+        if not raw:
+            try:  # a model loaded from a folder knows only its path
+                raw = self.model[0].auto_model.config._name_or_path
+            except (AttributeError, IndexError, TypeError, KeyError):
+                raw = None
+        return display_name(raw, self.fingerprint) if raw else type(self.model).__name__
 
     def resolved_prompt(self, kind: Kind) -> str:
         """The prompt text ``kind`` is encoded with; an unknown prompt name raises ``ValueError``."""
@@ -132,7 +149,7 @@ class Embedder:
         prompts = getattr(self.model, "prompts", {}) or {}
         name = prompt_name if prompt_name is not None else kind
         if prompt_name is not None and name not in prompts:
-            raise ValueError(f"prompt name {name!r} is not among the model's prompts {sorted(prompts)}")
+            raise OptionError(f"prompt name {name!r} is not among the model's prompts {sorted(prompts)}")
         return prompts.get(name, "")
 
     def config_key(self, kind: Kind) -> dict:
@@ -167,15 +184,43 @@ class Embedder:
                     self._remember(kind, texts, array, config)
                     return array
                 logger.warning("ignoring corrupt cache file %s (shape %s)", path, array.shape)
-        array = self._encode(texts, kind)
-        self.stats["encoded"] += len(texts)
+        if key is None or len(texts) <= self.chunk_size:
+            array = self._encode(texts, kind)
+            self.stats["encoded"] += len(texts)
+        else:
+            array = self._encode_in_chunks(texts, kind, self.cache_dir / "partial" / f"{key}-{self.chunk_size}")
         if key is not None:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.cache_dir / f".{key}.{os.getpid()}.tmp.npy"
-            np.save(tmp, array)
-            os.replace(tmp, self.cache_dir / f"{key}.npy")  # atomic: a killed run leaves no half file
+            _save_atomic(array, self.cache_dir / f"{key}.npy")
+            shutil.rmtree(self.cache_dir / "partial" / f"{key}-{self.chunk_size}", ignore_errors=True)
         self._remember(kind, texts, array, config)
         return array
+
+    def _encode_in_chunks(self, texts: list[str], kind: Kind, folder: Path) -> np.ndarray:
+        """Encode ``chunk_size`` texts at a time, each chunk saved to ``folder`` once done; saved chunks are reused."""
+        folder.mkdir(parents=True, exist_ok=True)
+        starts = range(0, len(texts), self.chunk_size)
+        parts: list[np.ndarray] = []
+        resumed = 0
+        pool = self._start_pool()
+        try:
+            for i, start in enumerate(starts):
+                chunk = texts[start : start + self.chunk_size]
+                path = folder / f"{i:06d}.npy"
+                part = _load_chunk(path, len(chunk))
+                if part is not None:
+                    self.stats["from_cache"] += len(chunk)
+                    resumed += len(chunk)
+                else:
+                    part = self._encode(chunk, kind, pool)
+                    self.stats["encoded"] += len(chunk)
+                    _save_atomic(part, path)
+                parts.append(part)
+                logger.debug("encoded chunk %d of %d (%ss)", i + 1, len(starts), kind)
+        finally:
+            self._stop_pool(pool)
+        if resumed:
+            logger.info("resumed an interrupted encoding: %d of %d %ss came from %s", resumed, len(texts), kind, folder)
+        return np.concatenate(parts)
 
     def _model_key(self, kind: Kind) -> str:
         return json.dumps(self.config_key(kind), sort_keys=True)
@@ -195,20 +240,49 @@ class Embedder:
         """Drop the in-memory copies (call after the model's weights change)."""
         self._memory.clear()
 
-    def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
+    def _start_pool(self) -> Any:
+        if not self.multi_process:
+            return None
+        devices = None if self.multi_process is True else list(self.multi_process)
+        return self.model.start_multi_process_pool(target_devices=devices)
+
+    def _stop_pool(self, pool: Any) -> None:
+        if pool is not None:
+            self.model.stop_multi_process_pool(pool)
+
+    def _encode(self, texts: list[str], kind: Kind, pool: Any = None) -> np.ndarray:
         prompt, prompt_name = self.prompts[kind]
         encode = self.model.encode_query if kind == "query" else self.model.encode_document
-        pool = None
-        if self.multi_process:
-            devices = None if self.multi_process is True else list(self.multi_process)
-            pool = self.model.start_multi_process_pool(target_devices=devices)
+        own_pool = pool is None and self.multi_process
+        if own_pool:
+            pool = self._start_pool()
         try:
             array = encode(texts, prompt=prompt, prompt_name=prompt_name, batch_size=self.batch_size, pool=pool,
                            normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=self.show_progress)
         finally:
-            if pool is not None:
-                self.model.stop_multi_process_pool(pool)
+            if own_pool:
+                self._stop_pool(pool)
         return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _save_atomic(array: np.ndarray, path: Path) -> None:
+    """Write ``array`` to ``path`` through a temporary sibling: a killed run leaves no half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def _load_chunk(path: Path, rows: int) -> np.ndarray | None:
+    """A saved chunk with ``rows`` rows, or None when it is missing or unreadable (it is then re-encoded)."""
+    if not path.is_file():
+        return None
+    try:
+        array = np.load(path)
+    except (OSError, ValueError):
+        logger.warning("ignoring unreadable cache chunk %s", path)
+        return None
+    return array if array.ndim == 2 and array.shape[0] == rows else None
 
 
 def _all_in(index: dict[str, int], texts: Sequence[str]) -> bool:

@@ -9,6 +9,7 @@ TopK-MarginPos (``absolute_margin``), TopK-Abs (``max_score``) and Top-K shifted
 from __future__ import annotations
 
 import functools
+import math
 import re
 import unicodedata
 import warnings
@@ -16,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .data import OptionError
 
 # The order in which rules are checked (sentence-transformers' order for the score rules). A removed
 # candidate is counted under the first rule that hits it, so the counts add up to the removals.
@@ -130,14 +133,27 @@ class PositiveAwareFilter:
         if skip_top is not _UNSET:
             _deprecated("skip_top", "range_min")
             range_min = skip_top
-        if relative_margin is not None and not 0 <= relative_margin <= 1:
-            raise ValueError(f"relative_margin must be in [0, 1], got {relative_margin}")
+        for name, value in (("relative_margin", relative_margin), ("absolute_margin", absolute_margin),
+                            ("max_score", max_score), ("min_score", min_score),
+                            ("duplicate_threshold", duplicate_threshold)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+                                      or not math.isfinite(value)):
+                raise OptionError(f"{name} must be a finite number or None, got {value!r}")
+        if relative_margin is not None and relative_margin > 1:
+            raise OptionError(f"relative_margin must be at most 1, got {relative_margin}")
+        if relative_margin is not None and relative_margin < 0:
+            # Allowed (old perc > 1), but it keeps negatives scoring *above* the positive: say so, once per filter.
+            warnings.warn(f"relative_margin={relative_margin:g} is negative: negatives scoring up to "
+                          f"{-relative_margin:.0%} above the positive are kept, and those are likely false negatives",
+                          UserWarning, stacklevel=2)
         if absolute_margin is not None and absolute_margin < 0:
-            raise ValueError(f"absolute_margin must be >= 0, got {absolute_margin}")
-        if not isinstance(range_min, (int, np.integer)) or range_min < 0:
-            raise ValueError(f"range_min must be a non-negative integer, got {range_min!r}")
+            raise OptionError(f"absolute_margin must be >= 0, got {absolute_margin}")
+        if isinstance(range_min, bool) or not isinstance(range_min, (int, np.integer)) or range_min < 0:
+            raise OptionError(f"range_min must be a non-negative integer, got {range_min!r}")
+        if not isinstance(drop_duplicate_text, bool):
+            raise TypeError(f"drop_duplicate_text must be True or False, got {drop_duplicate_text!r}")
         if max_score is not None and min_score is not None and min_score > max_score:
-            raise ValueError(f"min_score ({min_score}) is above max_score ({max_score})")
+            raise OptionError(f"min_score ({min_score}) is above max_score ({max_score})")
         self.relative_margin, self.absolute_margin = relative_margin, absolute_margin
         self.max_score, self.min_score, self.range_min = max_score, min_score, int(range_min)
         self.duplicate_threshold, self.drop_duplicate_text = duplicate_threshold, drop_duplicate_text
@@ -211,9 +227,11 @@ class PositiveAwareFilter:
             raise ValueError(f"scores must be 1-D or 2-D, got shape {scores.shape}")
         n, k = scores.shape
         valid = np.ones((n, k), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
-        if np.isnan(scores[valid]).any():
-            row = int(np.argwhere(np.isnan(scores) & valid)[0][0])
-            raise ValueError(f"scores contain NaN (query row {row}): the scorer returned an invalid value")
+        if not np.isfinite(scores[valid]).all():
+            # inf - inf is NaN, so an infinite score would silently pass every margin rule.
+            row, col = (int(i) for i in np.argwhere(~np.isfinite(scores) & valid)[0])
+            raise ValueError(f"scores contain NaN or an infinite value ({scores[row, col]} in query row {row}): "
+                             "the scorer returned an invalid value")
         none = np.zeros((n, k), dtype=bool)
         masks: dict[str, np.ndarray] = {"padding": ~valid}
         masks["positive_id"] = self._membership(candidate_ids, positive_ids, n, k)
@@ -264,8 +282,9 @@ class PositiveAwareFilter:
             arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
             if arr.size == 0:
                 raise ValueError(f"query row {i} has no positive score")
-            if np.isnan(arr).any():
-                raise ValueError(f"positive score of query row {i} is NaN: the scorer returned an invalid value")
+            if not np.isfinite(arr).all():
+                raise ValueError(f"positive score of query row {i} is NaN or infinite ({arr[~np.isfinite(arr)][0]}): "
+                                 "the scorer returned an invalid value")
             out[i] = arr.min()
         return out
 
@@ -277,6 +296,11 @@ class PositiveAwareFilter:
         if len(positive_ids) != n:
             raise ValueError(f"positive_ids has {len(positive_ids)} entries for {n} queries")
         for i in range(n):
+            for name, value in (("positive_ids", positive_ids[i]), ("candidate_ids", candidate_ids[i])):
+                # A bare string is iterable: set("d12") would match the ids "d", "1" and "2" instead.
+                if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                    raise TypeError(f"{name} of query row {i} must be a collection of ids, got "
+                                    f"{type(value).__name__} {value!r:.60} (wrap a single id in a list)")
             ids = set(positive_ids[i])
             mask[i] = [c in ids for c in candidate_ids[i]]
         return mask

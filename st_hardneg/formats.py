@@ -22,7 +22,7 @@ import logging
 import warnings
 from typing import Any
 
-from .data import MiningData
+from .data import MiningData, OptionError
 from .pools import MinedRows
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,9 @@ def check_format(output_format: str, output_scores: bool = False) -> tuple[str, 
                       "output_scores=True (as in sentence-transformers)", FutureWarning, stacklevel=3)
         return "n-tuple", True
     if output_format not in FORMATS:
-        raise ValueError(f"unknown output_format {output_format!r}; use one of {list(FORMATS)}")
+        raise OptionError(f"unknown output_format {output_format!r}; use one of {list(FORMATS)}")
+    if not isinstance(output_scores, bool):
+        raise TypeError(f"output_scores must be True or False, got {output_scores!r}")
     return output_format, output_scores
 
 

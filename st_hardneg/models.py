@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 TeacherKind = Literal["auto", "bi-encoder", "cross-encoder"]
+
+
+def is_local_path(name_or_path: str) -> bool:
+    """Whether a model or data name is a path on this machine rather than a Hub id."""
+    text = str(name_or_path)
+    return os.path.isabs(text) or text.startswith((".", "~")) or os.path.exists(text)
+
+
+def display_name(name_or_path: str, content_hash: Callable[[], str]) -> str:
+    """The name to record for provenance: a Hub id as it is, a local path as ``<folder name>@<hash>``.
+
+    A machine path says nothing to anyone else and leaks the user's layout into published cards;
+    the folder's name with a short hash of the content (``content_hash()``, called only for local
+    paths; its first 12 digits are kept) still tells two models apart.
+
+    Args:
+        name_or_path (str): A Hub id or a local path.
+        content_hash (Callable[[], str]): Returns a hex digest of the content (e.g. the weights' fingerprint).
+    """
+    if not is_local_path(name_or_path):
+        return str(name_or_path)
+    return f"{Path(str(name_or_path)).expanduser().resolve().name}@{content_hash()[:12]}"
 
 
 def default_model_path() -> str:

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .data import OptionError
+
 SamplingStrategy = Literal["top", "random", "sampled", "top1_sampled"]
 STRATEGIES: tuple[str, ...] = ("top", "random", "sampled", "top1_sampled")
 
@@ -29,7 +31,7 @@ def check_strategy(strategy: str) -> str:
                       "which draws from every kept candidate", FutureWarning, stacklevel=3)
         return "random"
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown sampling strategy {strategy!r}; use one of {STRATEGIES}")
+        raise OptionError(f"unknown sampling strategy {strategy!r}; use one of {STRATEGIES}")
     return strategy
 
 

@@ -18,7 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .embeddings import Embedder
+from .embeddings import Embedder, model_fingerprint
+from .models import display_name
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,11 @@ class BiEncoderScorer:
 
     def __init__(self, embedder: Embedder) -> None:
         self.embedder = embedder
-        self.name = f"bi-encoder[{embedder.name}]"
+
+    @property
+    def name(self) -> str:
+        # Computed when asked: a local model's name hashes its weights (see Embedder.name).
+        return f"bi-encoder[{self.embedder.name}]"
 
     def score(self, queries: Sequence[str], documents: Sequence[Sequence[str]]) -> list[np.ndarray]:
         unique_docs = list(dict.fromkeys(d for docs in documents for d in docs))
@@ -88,8 +93,10 @@ class CrossEncoderScorer:
         self.model = model
         self.batch_size = batch_size
         self.show_progress = show_progress
-        name = getattr(model, "model_card_data", None)
-        self.name = f"cross-encoder[{getattr(name, 'base_model', None) or getattr(model.model, 'name_or_path', '?')}]"
+        card = getattr(model, "model_card_data", None)
+        raw = getattr(card, "base_model", None) or getattr(model.model, "name_or_path", None) or "?"
+        # A local folder is named by its folder name and weights hash, never its machine path.
+        self.name = f"cross-encoder[{display_name(raw, lambda: model_fingerprint(model.model))}]"
 
     def score(self, queries: Sequence[str], documents: Sequence[Sequence[str]]) -> list[np.ndarray]:
         import torch

@@ -1,8 +1,8 @@
 """A small Hugging Face Hub look-alike for tests: ``start_hub(tmp_path)`` and the ``hub`` fixture.
 
 It speaks the part of the Hub's HTTP API that huggingface_hub, datasets and sentence-transformers use
-(repo create/info, preupload, LFS batch + PUT, NDJSON commits, resolve, tree, paths-info, refs,
-branches, whoami), so tests can push and pull with the unmodified libraries. Commits are real: each
+(repo create/info/settings, preupload, LFS batch + PUT, NDJSON commits, resolve, tree, paths-info,
+refs, branches, whoami), so tests can push and pull with the unmodified libraries. Commits are real: each
 one is an immutable snapshot (path -> blob) with a 40-hex id, and branches / ``refs/pr/N`` point at
 commits. Blob bytes live content-addressed under ``<root>/objects``; the repo metadata is kept in
 memory and mirrored to ``<root>/repos.json`` for inspection. The token is never stored or logged.
@@ -51,6 +51,7 @@ ROUTES = [  # (method, pattern on the raw path, handler name); HEAD uses the GET
     ("GET", rf"/api/{_T}/commits/(?P<rev>[^/]+)", "list_commits"),
     ("GET", rf"/api/{_T}/refs", "refs"),
     ("POST", rf"/api/{_T}/branch/(?P<branch>[^/]+)", "create_branch"),
+    ("PUT", rf"/api/{_T}/settings", "update_settings"),
     ("POST", rf"/api/{_T}/preupload/(?P<rev>[^/]+)", "preupload"),
     ("POST", rf"/api/{_T}/commit/(?P<rev>[^/]+)", "commit"),
     ("POST", rf"/{_P}\.git/info/lfs/objects/batch", "lfs_batch"),
@@ -130,10 +131,11 @@ class HubServer:
         self.root = Path(root)
         (self.root / "objects").mkdir(parents=True, exist_ok=True)
         self.token = token or f"hf_test_{secrets.token_hex(16)}"
+        self._signing_key = secrets.token_hex(16)  # signs LFS upload URLs, as storage signs presigned URLs
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path?query, headers w/o auth)
         self.lock = threading.RLock()
-        self._failures: list[list] = []  # [remaining, status, match]
+        self._failures: list[list] = []  # [remaining, status, match, requests to let through first]
         self._auth_refused = False
         self._pending_lfs: dict[str, int] = {}  # oid -> size, announced by an LFS batch call
         self._commit_counter = 0
@@ -150,12 +152,13 @@ class HubServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def fail_next(self, n: int = 1, status: int = 503, match: str | None = None) -> None:
+    def fail_next(self, n: int = 1, status: int = 503, match: str | None = None, after: int = 0) -> None:
         """Answer the next ``n`` requests whose "METHOD /path?query" contains ``match`` (any request if
-        None) with ``status``. The client itself retries 408/429/5xx on preupload, LFS batch/PUT, tree
-        and downloads (http_backoff, 1 s then 2 s...); the /commit POST is not retried."""
+        None) with ``status``, once ``after`` such requests went through (to fail e.g. the third commit).
+        The client itself retries 408/429/5xx on preupload, LFS batch/PUT, tree and downloads
+        (http_backoff, 1 s then 2 s...); the /commit POST is not retried."""
         with self.lock:
-            self._failures.append([n, status, match])
+            self._failures.append([n, status, match, after])
 
     def refuse_auth(self, refuse: bool = True) -> None:
         """Treat every token as revoked: any request carrying one gets 401 (like a bad token on the Hub)."""
@@ -338,6 +341,19 @@ class HubServer:
         self._save()
         return 200, {}, {}
 
+    def update_settings(self, req: Request):
+        """``HfApi.update_repo_settings``: visibility ("public"/"private", or the older "private": bool) and gating."""
+        repo = self._repo(req, write=True)
+        data = json.loads(req.body or b"{}")
+        if "visibility" in data:
+            if data["visibility"] not in ("public", "private"):
+                raise HubError(400, f"Invalid visibility {data['visibility']!r}")
+            repo.private = data["visibility"] == "private"
+        elif "private" in data:
+            repo.private = bool(data["private"])
+        self._save()
+        return 200, {}, {}
+
     def preupload(self, req: Request):
         commit, _ = self._resolve(self._repo(req, write=True), req.args["rev"])
         out = []
@@ -361,14 +377,21 @@ class HubServer:
                 continue
             self._pending_lfs[oid] = size
             objects.append({"oid": oid, "size": size, "authenticated": True,
-                            "actions": {"upload": {"href": f"{self.url}/lfs-upload/{oid}"}}})
+                            "actions": {"upload": {"href": f"{self.url}/lfs-upload/{oid}?X-Amz-Expires=900"
+                                                            f"&X-Amz-Signature={self._sign(oid)}"}}})
         return 200, {"transfer": "basic", "objects": objects}, {"Content-Type": "application/vnd.git-lfs+json"}
 
+    def _sign(self, oid: str) -> str:
+        """The signature in an upload URL's query string: a credential, like storage's X-Amz-Signature."""
+        return hashlib.sha256(f"{self._signing_key}:{oid}".encode()).hexdigest()
+
     def lfs_put(self, req: Request):
-        # Stands in for the signed storage URL: no token, but only oids announced by a batch call.
+        # Stands in for the signed storage URL: no token, but only oids announced by a batch call, signed.
         oid = req.args["oid"]
         if oid not in self._pending_lfs:
             raise HubError(403, "No pending LFS upload for this oid")
+        if req.query.get("X-Amz-Signature") != [self._sign(oid)]:
+            raise HubError(403, "Bad or missing upload signature")
         if hashlib.sha256(req.body).hexdigest() != oid or len(req.body) != self._pending_lfs[oid]:
             raise HubError(400, "Uploaded bytes do not match the announced sha256/size")
         self._store(req.body)
@@ -475,7 +498,10 @@ class _Handler(BaseHTTPRequestHandler):
         with hub.lock:
             hub.requests.append((method, self.path, headers))
             failure = next((f for f in hub._failures if f[2] is None or f[2] in f"{method} {self.path}"), None)
-            if failure:
+            if failure and failure[3] > 0:  # still letting matching requests through
+                failure[3] -= 1
+                failure = None
+            elif failure:
                 failure[0] -= 1
                 if failure[0] <= 0:
                     hub._failures.remove(failure)

@@ -1,8 +1,10 @@
 """The ``st-hardneg`` command end to end on the embedded SciFact sample."""
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import datasets
 import pytest
@@ -22,9 +24,21 @@ def test_mine_end_to_end_on_the_embedded_sample(tmp_path):
     assert ds.column_names == ["anchor", "positive", "negative_1", "negative_2", "negative_3", "negative_4"]
     sidecar = json.loads((out / "st_hardneg.json").read_text())["st_hardneg"]
     assert sidecar["config"]["filter"]["rule"] == "TopK-PercPos(0.95)"
-    assert sidecar["config"]["data"]["source"].endswith("scifact_sample#train")
+    assert re.fullmatch(r"beir:scifact_sample@[0-9a-f]{12}#train", sidecar["config"]["data"]["source"])
+    assert sidecar["config"]["model"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
+    recorded = (out / "st_hardneg.json").read_text()
+    assert str(Path(__file__).resolve().parents[1]) not in recorded and sys.prefix not in recorded  # no local path
     assert len(ds) == sidecar["stats"]["output_rows"] == json.loads((tmp_path / "stats.json").read_text())["output_rows"]
     assert json.loads(ds.info.description)["st_hardneg"]["config"]["seed"] == 42  # provenance inside the dataset
+    # The folder exists now: refused (before any work) unless --overwrite, which replaces it whole.
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 2 and again.stderr.strip().splitlines() == [
+        (f"st-hardneg: error: {out}: already exists and is not empty; pass --overwrite (overwrite=True) to replace "
+         "it, or choose another output")]
+    replaced = subprocess.run([*cmd[:-4], "--output-format", "triplet", "--overwrite"], capture_output=True, text=True,
+                              timeout=600, check=False)
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    assert datasets.load_from_disk(str(out)).column_names == ["anchor", "positive", "negative"]
 
 
 def test_defaults_follow_sentence_transformers(tmp_path):
@@ -57,7 +71,7 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
 
 
 def test_a_bad_setting_is_one_line_before_anything_loads(tmp_path, capsys):
-    assert main(["mine", "--range-min", "5", "--range-max", "5", "--output", str(tmp_path / "o"), "--quiet"]) == 1
+    assert main(["mine", "--range-min", "5", "--range-max", "5", "--output", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("st-hardneg: error: range_min must be smaller than range_max")
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1

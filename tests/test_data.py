@@ -130,3 +130,59 @@ def test_load_data_from_jsonl_file(tmp_path):
         load_data(tmp_path / "x.xml" if (tmp_path / "x.xml").write_text("<a/>") else None)
     with pytest.raises(DataError, match="not a BEIR folder"):
         load_data(tmp_path / "absent")
+
+
+# --- issue 11, bad input: silently wrong data -------------------------------------------------------
+
+BAD = __import__("pathlib").Path(__file__).parent / "data" / "bad_input"
+
+
+def tiny_beir(tmp_path, qrels=None):
+    import shutil
+
+    folder = tmp_path / "beir"
+    shutil.copytree(BAD / "beir", folder)
+    if qrels:
+        shutil.copyfile(BAD / qrels, folder / "qrels" / "train.tsv")
+    return folder
+
+
+def test_a_guessed_column_is_never_the_column_already_taken():
+    # sentence-transformers' rule (positive = second column) made the positive the anchor itself here.
+    ds = datasets.Dataset.from_dict({"id": [1, 2], "question": ["a", "b"], "context": ["x", "y"]})
+    data = from_dataset(ds, anchor_column_name="question")
+    assert data.columns == ("question", "context") and data.corpus_texts == ["x", "y"]
+    assert from_dataset(ds).columns == ("question", "context")  # an id column is never a text to mine
+    pairs = datasets.Dataset.from_dict({"query": ["a", "b"], "doc": ["x", "y"]})
+    assert from_dataset(pairs, positive_column_name="query").columns == ("doc", "query")
+    triplets = datasets.Dataset.from_dict({"positive": ["x"], "anchor": ["a"], "negative": ["n"]})
+    assert from_dataset(triplets).columns == ("anchor", "positive")  # named for their roles, whatever the order
+
+
+def test_graded_qrels_keep_their_score_and_the_threshold_is_explicit(tmp_path):
+    folder = tiny_beir(tmp_path, "qrels_graded.tsv")  # q1: d1 1, d2 0.5, d4 0; q2: d3 0.5 only
+    data = load_beir(folder)
+    positives = {data.query_ids[q]: [data.corpus_ids[d] for d in docs] for q, docs in data.positives_by_query().items()}
+    assert positives == {"q1": ["d1", "d2"], "q2": ["d3"]}  # 0.5 was truncated to 0: d2 became a negative
+    strict = load_beir(folder, relevance_threshold=0.5)
+    assert strict.query_ids == ["q1"] and strict.skipped == {"queries_without_positives": 1}
+    with pytest.raises(DataError, match=r"train.tsv:5: query 'q2' has no judgment with score > 0.5"):
+        load_beir(folder, relevance_threshold=0.5, missing_positives="error")
+    assert load_data(folder, relevance_threshold=0.5).pairs == strict.pairs
+
+
+def test_a_bom_on_a_qrels_file_is_accepted(tmp_path):
+    folder = tiny_beir(tmp_path, "qrels_bom.tsv")
+    assert (folder / "qrels" / "train.tsv").read_bytes().startswith(b"\xef\xbb\xbf")
+    assert len(load_beir(folder).pairs) == 2
+
+
+def test_provenance_names_local_sources_without_their_path(tmp_path, scifact):
+    import re
+
+    assert re.fullmatch(r"beir:scifact_sample@[0-9a-f]{12}#train", scifact.source)
+    pairs = load_data(BAD / "pairs_query_doc.jsonl")
+    assert re.fullmatch(r"pairs_query_doc\.jsonl@[0-9a-f]{12}", pairs.source)
+    # The hash is of the content: the same files elsewhere give the same name, other files another.
+    assert load_beir(tiny_beir(tmp_path)).source == load_beir(BAD / "beir").source
+    assert load_beir(tiny_beir(tmp_path / "2", "qrels_graded.tsv")).source != load_beir(BAD / "beir").source

@@ -1,6 +1,9 @@
 """ECI components on hand-made scores (exact values), layouts, and the ranking of real mined sets."""
 
+import json
 import math
+import re
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -102,6 +105,9 @@ def mined_sets(scifact, model, cache_dir, tmp_path_factory):
                       cache_folder=cache_dir, verbose=False)
         result.save(out / name, "n-tuple")
         sets[name] = out / name
+        if name == "percpos":  # the same rows as ids, as `st-hardneg mine --output-format ids` writes them
+            result.save(out / "percpos-ids", "ids")
+            sets["percpos-ids"] = out / "percpos-ids"
     return sets
 
 
@@ -144,3 +150,22 @@ def test_callback_logs_eci_during_training(mined_sets, model, tmp_path):
         assert key in logged[0], key
     assert student.training  # the measurement restored the training mode
     assert 0 <= logged[0]["eci/safety"] <= 1 and logged[0]["eci/score"] > 0
+
+
+def test_cli_scores_the_ids_layout_mine_writes(mined_sets, capsys, tmp_path):
+    from st_hardneg import sample_data_path
+    from st_hardneg.cli import main
+
+    report = tmp_path / "eci.json"
+    # Mined from the embedded sample, so its ids resolve without --data; --data names it explicitly too.
+    for extra in ([], ["--data", sample_data_path()]):
+        assert main(["eci", str(mined_sets["percpos-ids"]), str(mined_sets["percpos"]), "--json", str(report),
+                     *extra]) == 0
+        scored = {Path(r["dataset"]).name: r for r in json.loads(report.read_text())}
+        assert scored["percpos-ids"]["eci"] == pytest.approx(scored["percpos"]["eci"], rel=1e-6)
+    capsys.readouterr()
+    # Other data than it was mined from would give the ids other texts: refused, naming both.
+    other = Path(__file__).parent / "data" / "bad_input" / "beir"
+    assert main(["eci", str(mined_sets["percpos-ids"]), "--data", str(other)]) == 1
+    assert re.search(r"mined from beir:scifact_sample@\w+#train, but the data given is beir:beir@\w+#train",
+                     capsys.readouterr().err)

@@ -1,6 +1,7 @@
 """The embedding cache keys on weights, prompts and max length, unlike sentence-transformers'."""
 
 import numpy as np
+import pytest
 import torch
 
 from st_hardneg.embeddings import Embedder, model_fingerprint
@@ -64,3 +65,51 @@ def test_auto_cache_dir_is_the_user_cache_not_a_folder_named_auto(model, tmp_pat
     Embedder(model, cache_dir="auto", show_progress=False).encode(TEXTS, "document")
     assert not (tmp_path / "auto").exists()
     assert len(list((tmp_path / "cache" / "embeddings").glob("*.npy"))) == 1
+
+
+class InterruptedAfter:
+    """The model, except that encoding documents raises KeyboardInterrupt (Ctrl-C) after ``calls`` calls."""
+
+    def __init__(self, model, calls):
+        self._model, self.calls, self.encoded = model, calls, []
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def encode_document(self, texts, **kwargs):
+        if len(self.encoded) == self.calls:
+            raise KeyboardInterrupt
+        self.encoded.append(list(texts))
+        return self._model.encode_document(texts, **kwargs)
+
+
+def test_an_interrupted_encoding_resumes_at_the_first_missing_chunk(model, tmp_path):
+    texts = [f"document number {i} about hard negatives" for i in range(7)]  # chunks of 3: 3 + 3 + 1
+    full = Embedder(model, cache_dir=tmp_path / "uninterrupted", chunk_size=3, show_progress=False).encode(
+        texts, "document")
+
+    first = InterruptedAfter(model, calls=1)
+    with pytest.raises(KeyboardInterrupt):
+        Embedder(first, cache_dir=tmp_path / "cache", chunk_size=3, show_progress=False).encode(texts, "document")
+    assert first.encoded == [texts[:3]]
+
+    again = InterruptedAfter(model, calls=99)
+    resumed = Embedder(again, cache_dir=tmp_path / "cache", chunk_size=3, show_progress=False)
+    array = resumed.encode(texts, "document")
+    assert again.encoded == [texts[3:6], texts[6:]]  # only the chunks the first run did not finish
+    assert resumed.stats == {"encoded": 4, "from_cache": 3, "from_memory": 0}
+    assert np.array_equal(array, full)
+    # The finished collection is one cache file under the usual key; the chunks are gone.
+    assert [p.name for p in (tmp_path / "cache").glob("*.npy")] == [p.name for p in
+                                                                   (tmp_path / "uninterrupted").glob("*.npy")]
+    assert not any((tmp_path / "cache" / "partial").iterdir())
+
+
+def test_a_local_model_is_named_by_its_folder_and_weights_never_its_path():
+    from sentence_transformers import SentenceTransformer
+
+    from st_hardneg.models import default_model_path
+
+    local = SentenceTransformer(default_model_path())
+    name = Embedder(local, show_progress=False).name
+    assert name == f"model@{model_fingerprint(local)[:12]}" and default_model_path() not in name

@@ -117,7 +117,7 @@ def test_nan_scores_are_an_error():
         PositiveAwareFilter()(np.array([0.1, 0.2]), float("nan"))
 
 
-@pytest.mark.parametrize("kwargs", [{"relative_margin": -0.1}, {"relative_margin": 2}, {"absolute_margin": -1},
+@pytest.mark.parametrize("kwargs", [{"relative_margin": 2}, {"absolute_margin": -1},
                                     {"range_min": -1}, {"range_min": 1.5}, {"min_score": 0.9, "max_score": 0.1}])
 def test_invalid_settings(kwargs):
     with pytest.raises(ValueError):
@@ -126,3 +126,25 @@ def test_invalid_settings(kwargs):
 
 def test_description_names_the_rules():
     assert PositiveAwareFilter(relative_margin=0.05, range_min=3).description == "TopK-PercPos(0.95) + shifted(3)"
+
+
+def test_non_finite_scores_and_bare_string_ids_are_errors():
+    # inf - inf is NaN: an infinite positive score used to keep every candidate.
+    with pytest.raises(ValueError, match=r"positive score of query row 0 is NaN or infinite"):
+        PositiveAwareFilter()(np.array([0.9, 0.1]), float("inf"))
+    with pytest.raises(ValueError, match=r"scores contain NaN or an infinite value"):
+        PositiveAwareFilter()(np.array([np.inf, 0.1]), 0.5)
+    # set("d12") is {"d", "1", "2"}: the real positive d12 survived as a negative.
+    with pytest.raises(TypeError, match=r"positive_ids of query row 0 must be a collection of ids, got str 'd12'"):
+        PositiveAwareFilter(relative_margin=None)(np.array([0.5, 0.4]), 0.9, candidate_ids=["d12", "d"],
+                                                  positive_ids="d12")
+    with pytest.raises(ValueError, match=r"max_score must be a finite number or None, got nan"):
+        PositiveAwareFilter(max_score=float("nan"))
+
+
+def test_a_negative_relative_margin_is_allowed_with_a_warning():
+    with pytest.warns(UserWarning, match=r"relative_margin=-0.1 is negative: negatives scoring up to 10% above"):
+        flt = PositiveAwareFilter(relative_margin=-0.1)  # the old perc=1.1
+    # Threshold 0.88 + 0.088 = 0.968: 0.95 scores above the positive and is kept.
+    assert keep(flt, np.array([0.99, 0.95, 0.5]), pos=0.88) == [False, True, True]
+    assert flt.description == "TopK-PercPos(1.1)"

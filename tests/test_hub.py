@@ -1,7 +1,9 @@
 """Publishing round trips against a Hub-compatible server on 127.0.0.1 (tests/hub_server.py)."""
 
+import contextlib
 import copy
 import hashlib
+import io
 import logging
 
 import datasets
@@ -126,6 +128,46 @@ def test_token_is_never_written_or_logged(hub, mined, model, caplog, capsys, tmp
             if path.is_file():
                 assert hub.token.encode() not in path.read_bytes(), path
     assert all(hub.token not in str(request) for request in hub.requests)
+
+
+def _cli_has_push_options_of_issue_11() -> bool:
+    """cli.py has --verbose, --private and --with-corpus FOLDER (the lead applies that change)."""
+    from st_hardneg.cli import build_parser
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = build_parser().parse_args(["push", "dataset", "p", "u/r", "--verbose", "--private",
+                                              "--with-corpus", "beir"])
+    except SystemExit:
+        return False
+    return args.with_corpus == "beir" and args.private is True
+
+
+@pytest.mark.skipif(not _cli_has_push_options_of_issue_11(), reason="needs the cli.py push options of issue 11")
+def test_push_cli_request_log_visibility_and_corpus(hub, mined, sample_dir, caplog):
+    from st_hardneg.cli import main
+    from st_hardneg.hub import REQUEST_LOGGERS
+
+    out, result, _ = mined
+    levels = {name: logging.getLogger(name).level for name in REQUEST_LOGGERS}
+    try:
+        assert main(["push", "dataset", str(out / "ntuple"), "tester/cli-quiet"]) == 0
+        assert "HTTP Request" not in caplog.text  # no request log by default
+        assert hub.repo("tester/cli-quiet", "dataset").private
+        caplog.clear()
+        assert main(["push", "dataset", str(out / "ids"), "tester/cli-ids", "--with-corpus", str(sample_dir),
+                     "--public", "--verbose"]) == 0
+        uploads = [r.getMessage() for r in caplog.records if "/lfs-upload/" in r.getMessage()]
+        assert uploads and all("?<redacted>" in line for line in uploads)  # shown, without the signature
+        assert "X-Amz-Signature" not in caplog.text
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    assert not hub.repo("tester/cli-ids", "dataset").private
+    assert load_resolved("tester/cli-ids").to_dict() == result.to_dataset("n-tuple").to_dict()
+    assert main(["push", "dataset", str(out / "ids"), "tester/cli-ids", "--with-corpus", str(sample_dir),
+                 "--private"]) == 0
+    assert hub.repo("tester/cli-ids", "dataset").private
 
 
 def test_push_cli(hub, mined, model, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """The mining pipeline on real SciFact rows: correctness by id, widening, determinism, layouts, argument checks."""
 
 import filecmp
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -308,6 +309,52 @@ def test_an_interrupted_save_keeps_the_earlier_folder(scifact, model, cache_dir,
 
     monkeypatch.setattr(datasets.Dataset, "save_to_disk", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        result.save(tmp_path / "out", "triplet")
+        result.save(tmp_path / "out", "triplet", overwrite=True)
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no partial folder left behind
+
+
+def test_an_existing_output_is_kept_unless_overwrite_and_the_sidecar_must_match_the_rows(scifact, model, cache_dir,
+                                                                                           tmp_path):
+    import datasets
+
+    result = mine(slice_data(scifact, 6, 450), model, num_negatives=4, cache_folder=cache_dir, verbose=False)
+    result.save(tmp_path / "out", "n-tuple")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    with pytest.raises(FileExistsError, match=r"out: already exists and is not empty; pass --overwrite"):
+        result.save(tmp_path / "out", "triplet")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+    result.save(tmp_path / "out", "triplet", overwrite=True)
+    assert load_mined(tmp_path / "out")[1]["format"] == "triplet"
+
+    # Rows with 2 negatives next to a sidecar saying 4: rewritten after mining, or half of a failed write.
+    result.save(tmp_path / "four", "n-tuple")
+    sidecar = (tmp_path / "four" / "st_hardneg.json").read_text()
+    two = datasets.load_from_disk(str(tmp_path / "four")).remove_columns(["negative_3", "negative_4"])
+    two.save_to_disk(str(tmp_path / "two"))
+    for path in (tmp_path / "two").iterdir():
+        if path.suffix == ".arrow":
+            (tmp_path / "four" / path.name).write_bytes(path.read_bytes())
+    assert (tmp_path / "four" / "st_hardneg.json").read_text() == sidecar
+    with pytest.raises(DataError, match=r"st_hardneg.json: the data files do not match the sidecar"):
+        load_mined(tmp_path / "four")
+
+
+def test_provenance_records_no_local_path(scifact, cache_dir, tmp_path):
+    import json
+    import re
+    import sys
+
+    from sentence_transformers import SentenceTransformer
+
+    from st_hardneg.embeddings import model_fingerprint
+    from st_hardneg.models import default_model_path
+
+    local = SentenceTransformer(default_model_path())  # loaded from a folder: it knows only its path
+    local.max_seq_length = 64
+    result = mine(slice_data(scifact, 4, 100), local, num_negatives=2, cache_folder=cache_dir, verbose=False)
+    assert result.config["model"]["name"] == f"model@{model_fingerprint(local)[:12]}"
+    assert re.fullmatch(r"beir:scifact_sample@[0-9a-f]{12}#train\[slice\]", result.config["data"]["source"])
+    recorded = json.dumps(result.provenance())
+    assert default_model_path() not in recorded and sys.prefix not in recorded
+    assert str(Path(__file__).resolve().parents[1]) not in recorded
