@@ -20,9 +20,9 @@ Scores are a bi-encoder's raw cosine clipped at 0 (the scale PercPos uses; mappi
 ``(1 + cos) / 2`` compresses the ratios) or a cross-encoder's sigmoid. A query whose positive
 scores <= 0 has no safe negative and scores 0.
 
-How well it predicts training (``recipes/validate_eci.py``; numbers in the README): across 8-9
-mining strategies trained for one epoch, Spearman's rho between ECI and nDCG@10 was 0.93 on
-NFCorpus but 0.26 on SciFact, where safety ``S`` under a teacher (0.79) predicted better. A set
+How well it predicts training (``recipes/validate_eci.py``; numbers in the README): across nine
+mining strategies trained for one epoch, Spearman's rho between ECI and nDCG@10 was 0.90 on
+NFCorpus but 0.48 on SciFact, where safety ``S`` under a teacher (0.62) predicted better. A set
 is safe by construction under the model that filtered it, so score with a different, stronger one.
 """
 

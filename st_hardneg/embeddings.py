@@ -180,7 +180,7 @@ class Embedder:
                 array = np.load(path)
                 if array.shape[0] == len(texts):
                     self.stats["from_cache"] += len(texts)
-                    logger.info("embedding cache hit: %d %ss from %s", len(texts), kind, path)
+                    logger.info("embedding cache hit: %d %s texts from %s", len(texts), kind, path)
                     self._remember(kind, texts, array, config)
                     return array
                 logger.warning("ignoring corrupt cache file %s (shape %s)", path, array.shape)
