@@ -214,13 +214,24 @@ def test_collator_settings_are_checked_before_mining(kwargs, message, pairs, stu
         MiningDataCollator(student, dataset, verbose=False, **kwargs)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_two_process_accelerate_launch(tmp_path):
     script = Path(__file__).parent / "scripts" / "ddp_train.py"
     env = dict(os.environ, OMP_NUM_THREADS="1", ST_HARDNEG_TEST_OUT=str(tmp_path))
     # `accelerate launch --cpu` uses its single-process launcher (several only through mpirun);
     # --multi_gpu selects the torchrun launcher, and use_cpu=True in the script makes it gloo on CPU.
+    # A port of our own: accelerate's default 29500 is shared by every concurrent launch on the machine, and
+    # its "in use, go standalone" check races with a launch that starts at the same moment.
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
+           "--num_machines", "1", "--main_process_port", str(_free_port()), "--mixed_precision", "no",
+           "--dynamo_backend", "no", str(script)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = sorted((tmp_path).glob("rank*.json"))
