@@ -9,6 +9,10 @@ One run measures, on SciFact train (BEIR folder ``<data>/scifact``):
    each in a fresh subprocess (so peak RSS is per tool), first with empty embedding caches
    ("cold"), then again with the caches the cold run filled ("warm"). Reported: wall time with
    and without model load, peak RSS, rows kept, and the overlap of the negatives both tools chose.
+   With ``--backends``, st-hardneg runs once per encoding backend (first run with the export, again
+   with the export cached, warm) and is compared with its torch run: overlap@100 of the candidates,
+   Spearman of their scores, Jaccard of the chosen negatives. ``--teacher`` times a teacher's encode
+   of ``--teacher-docs`` documents on each backend.
 2. BM25 top-100 for every unique SciFact train query with the ``rank_bm25`` and ``bm25s``
    backends of :class:`st_hardneg.candidates.BM25Retriever`: index/search time and overlap@100.
 
@@ -16,7 +20,9 @@ The markdown report is printed and written to ``benchmarks/results/mining_scifac
 
 Usage::
 
-    python benchmarks/bench_mining.py                 # full run (~15-20 min on 2 CPU cores)
+    python benchmarks/bench_mining.py                 # torch only (~15-20 min on 2 CPU cores)
+    python benchmarks/bench_mining.py --backends torch onnx onnx-int8 openvino openvino-int8 \
+        --teacher "$(python recipes/prepare_mpnet_teacher.py)" --teacher-docs 300   # every backend (~65 min)
     python benchmarks/bench_mining.py --bm25-only     # BM25 part only (about a minute)
     python benchmarks/bench_mining.py --skip-st       # st-hardneg only (debugging)
 """
@@ -30,6 +36,7 @@ import logging
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,6 +53,8 @@ BATCH_SIZE = 32
 ST_RELATIVE_MARGIN = 0.05
 OURS_RANGE_MAX = 50  # st-hardneg 0.1's candidate window, kept so the committed numbers reproduce
 BM25_K = 100
+CANDIDATES_K = 100
+TEACHER_MAX_LENGTH = 128
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -134,7 +143,7 @@ def _machine_info() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     for package in ("st-hardneg", "sentence-transformers", "transformers", "torch", "faiss-cpu", "bm25s",
-                    "rank-bm25", "datasets"):
+                    "rank-bm25", "datasets", "onnxruntime", "openvino", "nncf"):
         try:
             versions[package] = version(package)
         except PackageNotFoundError:
@@ -153,8 +162,33 @@ def _machine_info() -> dict[str, str]:
 # --------------------------------------------------------------------------------------------- child
 
 
+def _teacher_child(args: argparse.Namespace) -> None:
+    """Encode the first ``--teacher-docs`` SciFact documents with the teacher on one backend."""
+    import numpy as np
+
+    from st_hardneg import load_beir
+    from st_hardneg.models import load_model
+
+    texts = list(load_beir(args.dataset_dir, "train").corpus_texts[: args.teacher_docs])
+    t0 = time.perf_counter()
+    model = load_model(args.teacher, max_seq_length=TEACHER_MAX_LENGTH, backend=args.backend, cache_folder=args.cache)
+    load_s = time.perf_counter() - t0
+    cpu0, t0 = _cpu_s(), time.perf_counter()
+    embeddings = model.encode_document(texts, batch_size=BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True,
+                                       show_progress_bar=False)
+    encode_s, encode_cpu = time.perf_counter() - t0, _cpu_s() - cpu0
+    np.save(Path(args.result).with_suffix(".npy"), embeddings)
+    Path(args.result).write_text(json.dumps({
+        "backend": args.backend, "docs": len(texts), "load_s": load_s, "encode_s": encode_s,
+        "encode_cpu_s": encode_cpu, "peak_rss_mib": _peak_rss_mib(),
+    }), encoding="utf-8")
+
+
 def _child(args: argparse.Namespace) -> None:
     """Run one tool once, in this (fresh) process, and write a JSON result file."""
+    if args.child == "teacher":
+        _teacher_child(args)
+        return
     t_start = time.perf_counter()
     import numpy as np  # noqa: F401
     import sentence_transformers  # noqa: F401
@@ -204,7 +238,7 @@ def _child(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         result = mine(
             data, model, filter=filt, range_max=OURS_RANGE_MAX, num_negatives=NUM_NEGATIVES, output_format="n-tuple",
-            batch_size=BATCH_SIZE, cache_folder=args.cache, verbose=False,
+            batch_size=BATCH_SIZE, cache_folder=args.cache, verbose=False, backend=args.backend,
         )
         t_mine = time.perf_counter() - t0
         cpu_mine = _cpu_s() - cpu0
@@ -216,6 +250,8 @@ def _child(args: argparse.Namespace) -> None:
             "timings": dict(result.timings),
             "stats_table": result.stats.table(),
             "stats": result.stats.to_dict(),
+            "backend": args.backend,
+            "model_name": result.config["model"]["name"],
         }
     t_end_mine = t0 + t_mine
     peak = _peak_rss_mib()
@@ -230,6 +266,8 @@ def _child(args: argparse.Namespace) -> None:
     ]
     rows_path = Path(args.result).with_suffix(".rows.json")
     rows_path.write_text(json.dumps(rows), encoding="utf-8")
+    if args.child == "ours" and args.cache_state == "cold":
+        _save_candidates(args, data, model, Path(args.result).with_suffix(".candidates.npz"))
 
     payload = {
         "tool": args.child,
@@ -258,15 +296,35 @@ def _child(args: argparse.Namespace) -> None:
     Path(args.result).write_text(json.dumps(payload, indent=2), encoding="utf-8")
 
 
+def _save_candidates(args: argparse.Namespace, data, model, path: Path) -> None:
+    """Top-``CANDIDATES_K`` documents and cosines per unique query, from the embeddings the run cached."""
+    import numpy as np
+
+    from st_hardneg.embeddings import Embedder
+    from st_hardneg.models import load_model
+
+    embedder = Embedder(load_model(model, backend=args.backend, cache_folder=args.cache), batch_size=BATCH_SIZE,
+                        cache_dir=args.cache, show_progress=False)
+    docs = embedder.encode(data.corpus_texts, "document")
+    queries = sorted({q for q, _ in data.pairs})
+    q_emb = embedder.encode([data.query_texts[q] for q in queries], "query")
+    scores = q_emb @ docs.T
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :CANDIDATES_K]
+    np.savez(path, top=top, scores=np.take_along_axis(scores, top, axis=1), all_scores=scores)
+
+
 # --------------------------------------------------------------------------------------------- parent
 
 
 def _run_child(tool: str, cache_state: str, cache: str, workdir: Path, args: argparse.Namespace,
-               dataset_dir: Path) -> dict:
-    result = workdir / f"{tool}_{cache_state}.json"
-    log_path = workdir / f"{tool}_{cache_state}.log"
+               dataset_dir: Path, backend: str = "torch") -> dict:
+    result = workdir / f"{tool}-{backend}_{cache_state}.json"
+    log_path = workdir / f"{tool}-{backend}_{cache_state}.log"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", tool, "--cache-state", cache_state,
-           "--cache", cache, "--result", str(result), "--dataset-dir", str(dataset_dir)]
+           "--cache", cache, "--result", str(result), "--dataset-dir", str(dataset_dir), "--backend", backend,
+           "--teacher-docs", str(args.teacher_docs)]
+    if args.teacher:
+        cmd += ["--teacher", args.teacher]
     if args.max_seq_length is not None:
         cmd += ["--max-seq-length", str(args.max_seq_length)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
@@ -284,16 +342,26 @@ def _run_child(tool: str, cache_state: str, cache: str, workdir: Path, args: arg
     child_cpu = (own1.ru_utime - own0.ru_utime) + (own1.ru_stime - own0.ru_stime)
     # CPU the rest of the machine used while the child ran: a measure of how contended the run was.
     foreign_cpu = _system_busy_s() - busy0 - child_cpu
+    if tool == "teacher" and proc.returncode != 0:  # e.g. a backend that refuses the model: reported, not fatal
+        last = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1]
+        logger.info("teacher on %s failed: %s", backend, last)
+        return {"backend": backend, "error": last}
     if proc.returncode != 0 or not result.is_file():
         tail = log_path.read_text(encoding="utf-8", errors="replace")[-6000:]
         raise SystemExit(f"child {tool}/{cache_state} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
     payload = json.loads(result.read_text(encoding="utf-8"))
+    if tool == "teacher":
+        payload["embeddings"] = str(result.with_suffix(".npy"))
+        logger.info("teacher on %s: load %.1fs, encode %.1fs", backend, payload["load_s"], payload["encode_s"])
+        return payload
     payload["process_s"] = elapsed
     payload["process_cpu_s"] = child_cpu
     payload["foreign_cpu_s"] = max(0.0, foreign_cpu)
     payload["loadavg_start"] = load0
     payload["loadavg_end"] = os.getloadavg()[0]
     payload["rows"] = json.loads(Path(payload.pop("rows_file")).read_text(encoding="utf-8"))
+    candidates = result.with_suffix(".candidates.npz")
+    payload["candidates"] = str(candidates) if candidates.is_file() else None
     logger.info("%s (%s): mining %.1fs, incl. load %.1fs, process %.1fs, peak RSS %.0f MiB, rows %d/%d",
                 tool, cache_state, payload["mining_s"], payload["wall_incl_load_s"], elapsed,
                 payload["peak_rss_mib"], payload["rows_kept"], payload["rows_in"])
@@ -318,6 +386,31 @@ def _overlap(a_rows: list, b_rows: list) -> dict:
         identical += sa == sb
     return {"common_rows": len(common), "mean_jaccard": sum(jaccards) / len(jaccards),
             "identical": identical / len(common)}
+
+
+def _fidelity(reference: dict, other: dict) -> dict:
+    """How closely a backend's run follows the fp32 torch run: candidates, their scores, the chosen negatives."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    ref, got = np.load(reference["candidates"]), np.load(other["candidates"])
+    overlap = np.mean([len(set(a) & set(b)) / CANDIDATES_K for a, b in zip(ref["top"], got["top"])])
+    # Per query: Spearman of the two backends' scores over the fp32 run's top candidates.
+    rho = [spearmanr(ref["all_scores"][i, top], got["all_scores"][i, top]).statistic
+           for i, top in enumerate(ref["top"])]
+    return {"overlap_at_100": float(overlap), "spearman": float(np.mean(rho)), "spearman_min": float(np.min(rho)),
+            **{f"negatives_{k}": v for k, v in _overlap(reference["rows"], other["rows"]).items()}}
+
+
+def _teacher_fidelity(runs: dict) -> dict:
+    import numpy as np
+
+    reference = np.load(runs["torch"]["embeddings"]) if "torch" in runs else None
+    for run in runs.values():
+        if reference is not None and "error" not in run:
+            cosine = (np.load(run["embeddings"]) * reference).sum(axis=1)
+            run["min_cos"], run["mean_cos"] = float(cosine.min()), float(cosine.mean())
+    return runs
 
 
 def _same_rows(a_rows: list, b_rows: list) -> bool:
@@ -482,6 +575,54 @@ def _report(runs: dict, bm25: dict | None, args: argparse.Namespace, machine: di
                     lines.append(f"| {run['cache_state']} | " + " | ".join(f"{v:.2f}" for v in t.values())
                                  + f" | {sum(t.values()):.2f} |")
             lines.append("")
+    backends = [k[: -len("_cold")] for k in runs if k.startswith("ours") and k.endswith("_cold")]
+    if len(backends) > 1 or any(k != "ours" for k in backends):
+        st_cold = runs.get("st_cold", {}).get("wall_incl_load_s")
+        lines += [
+            "## Encoding backends (st-hardneg, same settings)",
+            "",
+            "*first run*: empty cache folder, so the wall time includes exporting (and quantising) the model; "
+            "*export cached*: embeddings cold, the export kept (every later run with new texts); *warm*: "
+            "embeddings cached. Fidelity against the torch fp32 run: overlap@100 of each query's top-100 "
+            "candidates, mean per-query Spearman of the scores over the fp32 top-100, and the chosen negatives "
+            "(rows matched by anchor and positive).",
+            "",
+            "| backend | first run s | export cached s | vs ST cold | mining CPU s | peak RSS MiB | warm s (mining) "
+            "| rows kept | overlap@100 | Spearman | negatives Jaccard | identical sets |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for key in backends:
+            cold, warm = runs[f"{key}_cold"], runs.get(f"{key}_warm")
+            cached = runs.get(f"{key}_cold-export-cached", cold)
+            fid = runs.get(f"{key}_fidelity")
+            fid_cells = (f"{fid['overlap_at_100']:.3f} | {fid['spearman']:.3f} | {fid['negatives_mean_jaccard']:.3f} | "
+                         f"{fid['negatives_identical']:.1%}") if fid else "1 | 1 | 1 | 100%"
+            lines.append(
+                f"| {cold.get('backend', 'torch')} | {cold['wall_incl_load_s']:.1f} | {cached['wall_incl_load_s']:.1f} | "
+                f"{_ratio(cached['wall_incl_load_s'], st_cold)} | {cached['mining_cpu_s']:.1f} | "
+                f"{cached['peak_rss_mib']:.0f} | "
+                f"{'n/a' if warm is None else format(warm['wall_incl_load_s'], '.1f') + ' (' + format(warm['mining_s'], '.2f') + ')'}"
+                f" | {cold['rows_kept']} | {fid_cells} |")
+        lines.append("")
+    teacher = runs.get("teacher")
+    if teacher:
+        base = teacher.get("torch", {}).get("encode_s")
+        any_run = next(r for r in teacher.values() if "error" not in r)
+        lines += [
+            f"## Teacher encode: `--teacher` on the first {any_run['docs']} SciFact documents, max length "
+            f"{TEACHER_MAX_LENGTH}, batch {BATCH_SIZE}",
+            "",
+            "| backend | load s (incl. export) | encode s | speed-up vs torch | min cosine to torch | mean cosine |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, run in teacher.items():
+            if "error" in run:
+                lines.append(f"| {name} | refused: {run['error'].split(': ', 1)[-1]} | | | | |")
+                continue
+            lines.append(f"| {name} | {run['load_s']:.1f} | {run['encode_s']:.1f} | "
+                         f"{'n/a' if not base else format(base / run['encode_s'], '.2f') + 'x'} | "
+                         f"{run.get('min_cos', float('nan')):.4f} | {run.get('mean_cos', float('nan')):.4f} |")
+        lines.append("")
     if bm25:
         b = bm25["backends"]
         lines += [
@@ -515,16 +656,31 @@ def _parent(args: argparse.Namespace) -> None:
     if not args.bm25_only:
         with tempfile.TemporaryDirectory(prefix="bench_mining_") as tmp:
             workdir = Path(tmp)
-            caches = {tool: tempfile.mkdtemp(prefix=f"cache_{tool}_", dir=tmp) for tool in ("st", "ours")}
-            tools = ["ours"] if args.skip_st else ["st", "ours"]
-            for state in ("cold", "warm"):
-                for tool in tools:
-                    runs[f"{tool}_{state}"] = _run_child(tool, state, caches[tool], workdir, args, dataset_dir)
-            for tool in tools:
-                runs[f"{tool}_warm"]["same_as_cold"] = _same_rows(runs[f"{tool}_cold"]["rows"],
-                                                                  runs[f"{tool}_warm"]["rows"])
             if not args.skip_st:
+                cache = tempfile.mkdtemp(prefix="cache_st_", dir=tmp)
+                for state in ("cold", "warm"):
+                    runs[f"st_{state}"] = _run_child("st", state, cache, workdir, args, dataset_dir)
+                runs["st_warm"]["same_as_cold"] = _same_rows(runs["st_cold"]["rows"], runs["st_warm"]["rows"])
+            for backend in args.backends:
+                key = "ours" if backend == "torch" else f"ours-{backend}"
+                # <cache>/embeddings holds the embeddings, <cache>/exports the exported model.
+                cache = Path(tempfile.mkdtemp(prefix=f"cache_{key}_", dir=tmp)) / "embeddings"
+                runs[f"{key}_cold"] = _run_child("ours", "cold", str(cache), workdir, args, dataset_dir, backend)
+                if backend != "torch":  # cold embeddings, the export kept: every run after a model's first
+                    shutil.rmtree(cache)
+                    runs[f"{key}_cold-export-cached"] = _run_child("ours", "cold", str(cache), workdir, args,
+                                                                   dataset_dir, backend)
+                runs[f"{key}_warm"] = _run_child("ours", "warm", str(cache), workdir, args, dataset_dir, backend)
+                runs[f"{key}_warm"]["same_as_cold"] = _same_rows(runs[f"{key}_cold"]["rows"],
+                                                                 runs[f"{key}_warm"]["rows"])
+                if backend != "torch" and "ours_cold" in runs:
+                    runs[f"{key}_fidelity"] = _fidelity(runs["ours_cold"], runs[f"{key}_cold"])
+            if not args.skip_st and "ours_cold" in runs:
                 runs["overlap"] = _overlap(runs["st_cold"]["rows"], runs["ours_cold"]["rows"])
+            if args.teacher:
+                cache = str(Path(tempfile.mkdtemp(prefix="cache_teacher_", dir=tmp)) / "embeddings")
+                teacher = {b: _run_child("teacher", "cold", cache, workdir, args, dataset_dir, b) for b in args.backends}
+                runs["teacher"] = _teacher_fidelity(teacher)
     bm25 = _bm25(dataset_dir)
     report = _report(runs, bm25, args, machine, time.perf_counter() - t_total, dataset_dir)
     print(report, flush=True)
@@ -544,8 +700,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-st", action="store_true", help="skip sentence-transformers (debugging)")
     parser.add_argument("--bm25-only", action="store_true", help="run only the BM25 comparison")
     parser.add_argument("--max-seq-length", type=int, default=None, help="override the model's max_seq_length")
+    parser.add_argument("--backends", nargs="+", default=["torch"],
+                        choices=["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"],
+                        help="st-hardneg encoding backends to run, each in fresh processes (default: torch)")
+    parser.add_argument("--teacher", default=None,
+                        help="a bi-encoder teacher folder (e.g. from recipes/prepare_mpnet_teacher.py): time its "
+                             "encoding of --teacher-docs documents on each backend")
+    parser.add_argument("--teacher-docs", type=int, default=500, help="documents the teacher encodes (default: 500)")
     # Hidden: the per-tool subprocess.
-    parser.add_argument("--child", choices=["st", "ours"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["st", "ours", "teacher"], help=argparse.SUPPRESS)
+    parser.add_argument("--backend", default="torch", help=argparse.SUPPRESS)
     parser.add_argument("--cache-state", choices=["cold", "warm"], help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)

@@ -25,6 +25,7 @@ Examples::
     python recipes/train_with_hard_negatives.py --strategy dense-percpos --output runs/scifact-dense
     python recipes/train_with_hard_negatives.py --strategy dense-percpos --train mteb/scifact --eval mteb/scifact:test ...
     python recipes/train_with_hard_negatives.py --strategy hybrid-teacher --teacher path/to/all-mpnet-base-v2 ...
+    python recipes/train_with_hard_negatives.py --strategy dense-percpos --backend onnx-int8 ...   # int8 mining
 
 Writes ``results.json`` (metrics, per-query values, timings, settings) to ``--output``.
 """
@@ -88,6 +89,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--refresh-steps", type=int, default=10, help="collator-refresh: refresh every this many steps")
     p.add_argument("--seed", type=int, default=42, help="seed for mining, sampling and training")
     p.add_argument("--cache-dir", default="auto", help="embedding cache ('auto': ~/.cache/st_hardneg; 'none': off)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"],
+                   help="runtime that encodes for mining (the student before training, bi-encoder teachers); "
+                        "training and evaluation always run on torch (default: torch)")
     p.add_argument("--output", required=True, help="folder for results.json (and the model with --save-model)")
     p.add_argument("--save-mined", action="store_true", help="also save the mined training set to OUTPUT/mined")
     p.add_argument("--save-model", action="store_true", help="also save the trained model to OUTPUT/model")
@@ -196,7 +200,8 @@ def build_training(args, model, data, pairs, cache_dir, training_args=None):
     uses_teacher = args.strategy in ("hybrid-teacher", "collator-refresh")
     if uses_teacher and not args.teacher:
         raise SystemExit(f"--strategy {args.strategy} needs --teacher")
-    teacher = primed_teacher(args.teacher, data.corpus_texts, args.max_seq_length, cache_dir) if uses_teacher else None
+    teacher = (primed_teacher(args.teacher, data.corpus_texts, args.max_seq_length, cache_dir, args.backend)
+               if uses_teacher else None)
     if args.strategy == "in-batch":
         return pairs, None, {}
     if args.strategy == "dataset":
@@ -224,7 +229,7 @@ def build_training(args, model, data, pairs, cache_dir, training_args=None):
     if args.strategy in ("dense-percpos", "hybrid-teacher"):
         result = mine(data, model, retriever="dense" if args.strategy == "dense-percpos" else "hybrid",
                       teacher=teacher, filter=percpos, range_max=RANGE_MAX, num_negatives=args.num_negatives,
-                      seed=args.seed, cache_folder=cache_dir, verbose=False)
+                      seed=args.seed, cache_folder=cache_dir, verbose=False, backend=args.backend)
         mined = only_training_rows(result.to_dataset("n-tuple"), pairs)
         if args.save_mined:
             mined.save_to_disk(str(Path(args.output) / "mined"))
@@ -238,11 +243,11 @@ def build_training(args, model, data, pairs, cache_dir, training_args=None):
     collator = MiningDataCollator(model, pairs_dataset(data), args=training_args, corpus=data.corpus_texts,
                                   retriever="hybrid", teacher=teacher, filter=percpos, range_max=RANGE_MAX,
                                   num_negatives=args.num_negatives, refresh="rescore", refresh_steps=args.refresh_steps,
-                                  seed=args.seed, cache_folder=cache_dir, verbose=False)
+                                  seed=args.seed, cache_folder=cache_dir, verbose=False, backend=args.backend)
     return pairs, collator, {"rows": len(pairs)}
 
 
-def primed_teacher(name_or_path: str, corpus: list[str], max_seq_length: int, cache_dir):
+def primed_teacher(name_or_path: str, corpus: list[str], max_seq_length: int, cache_dir, backend: str = "torch"):
     """The teacher as a scorer; a bi-encoder is truncated like the student and encodes the corpus once."""
     from st_hardneg.embeddings import Embedder
     from st_hardneg.models import load_teacher
@@ -252,6 +257,10 @@ def primed_teacher(name_or_path: str, corpus: list[str], max_seq_length: int, ca
     if not hasattr(teacher, "encode_document"):  # a cross-encoder scores pairs: nothing to prime
         return make_scorer(teacher, cache_dir=cache_dir, show_progress=False)
     teacher.max_seq_length = max_seq_length
+    if backend != "torch":
+        from st_hardneg.backends import apply_backend
+
+        teacher = apply_backend(teacher, backend, cache_folder=cache_dir, copy_model=False)
     embedder = Embedder(teacher, cache_dir=cache_dir, show_progress=True)
     start = time.perf_counter()
     # Every later subset (candidate windows, widening, refreshes) is then served from memory.

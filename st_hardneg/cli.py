@@ -97,6 +97,9 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--batch-size", type=int, default=32, help="encoding batch size")
     g.add_argument("--faiss-batch-size", type=int, default=16384, help="queries per faiss search call")
     g.add_argument("--max-seq-length", type=int, default=None, help="truncate texts to this many tokens")
+    g.add_argument("--backend", choices=["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"],
+                   default="torch", help="runtime that encodes with the model and bi-encoder teachers; onnx* needs "
+                   "st-hardneg[onnx], openvino* needs st-hardneg[openvino] (default: torch)")
     g.add_argument("--query-prompt", default=None, help="raw prompt prepended to queries (overrides the model's)")
     g.add_argument("--query-prompt-name", default=None, help="name of a prompt stored in the model, for queries")
     g.add_argument("--corpus-prompt", default=None, help="raw prompt prepended to documents")
@@ -191,6 +194,7 @@ def _run_mine(args: argparse.Namespace) -> int:
         query_prompt_name=args.query_prompt_name, corpus_prompt=args.corpus_prompt,
         corpus_prompt_name=args.corpus_prompt_name, index=args.index, bm25_backend=args.bm25_backend,
         fusion=args.fusion, cache_folder=None if args.no_cache else args.cache_folder, verbose=not args.quiet,
+        backend=args.backend,
     )
     # Every usage error before any work: the settings (mine() checks them again, cheaply), then the outputs.
     known = {f.name for f in fields(MiningSettings)}

@@ -106,6 +106,9 @@ class MiningDataCollator(SentenceTransformerDataCollator):
         stale_factor (float): Conan's factor: stale when ``current * stale_factor < mined``. Defaults to 1.15.
         seed (int): Seed of every draw; draws depend on (seed, batch number, row). Defaults to 42.
         batch_size / cache_folder / verbose: Encoding settings for mining.
+        backend (str): Runtime of the bi-encoder teacher(s), as in :func:`~st_hardneg.mine` (e.g.
+            ``"onnx-int8"``). The model being trained always encodes on torch: its weights change,
+            and its scores must stay comparable from one refresh to the next. Defaults to "torch".
         prompts / router_mapping / max_length / valid_label_columns: As in
             ``SentenceTransformerDataCollator``; explicit values win over ``args``.
 
@@ -150,6 +153,7 @@ class MiningDataCollator(SentenceTransformerDataCollator):
         batch_size: int = 32,
         cache_folder: str | None = None,
         verbose: bool = True,
+        backend: str = "torch",
         prompts: Any = None,
         router_mapping: Any = None,
         max_length: int | dict[str, int] | None = None,
@@ -178,7 +182,7 @@ class MiningDataCollator(SentenceTransformerDataCollator):
             retriever=retriever, teacher=teacher, ensemble=ensemble, filter=filter or PositiveAwareFilter(),
             range_max=range_max, max_candidates=max_candidates, num_negatives=num_negatives,
             sampling_strategy=sampling_strategy, sample_pool=sample_pool, temperature=temperature, seed=seed,
-            batch_size=batch_size, cache_folder=cache_folder, verbose=verbose)
+            batch_size=batch_size, cache_folder=cache_folder, verbose=verbose, backend=backend)
         if seed is None:
             raise ValueError("MiningDataCollator needs an integer seed: its draws depend on (seed, batch, row)")
         if refresh not in (None, "rescore", "remine"):
@@ -206,6 +210,7 @@ class MiningDataCollator(SentenceTransformerDataCollator):
         self.scores, self.refresh_mode, self.refresh_steps = scores, refresh, refresh_steps
         self.refresh_on_epoch, self.stale_factor, self.seed = refresh_on_epoch, stale_factor, seed
         self.encode_batch_size, self.cache_folder, self.verbose = batch_size, cache_folder, verbose
+        self.backend = backend
         self._positives = self.data.positives_by_query()
         self._pair_of = {(self.data.query_texts[q], self.data.corpus_texts[d]): i
                          for i, (q, d) in enumerate(self.data.pairs)}
@@ -256,7 +261,8 @@ class MiningDataCollator(SentenceTransformerDataCollator):
             source = build_retriever(self.retriever, embedder, show_progress=self.verbose)
             self._scorers = self._scorers or make_scorers(self.teacher, embedder, ensemble=self.ensemble,
                                                           batch_size=self.encode_batch_size,
-                                                          cache_dir=self.cache_folder, show_progress=self.verbose)
+                                                          cache_dir=self.cache_folder, show_progress=self.verbose,
+                                                          backend=self.backend)
             index_all(source, self._scorers, self.data.corpus_texts)
             stats = MiningStats(num_negatives=self.num_negatives, queries=len(self._positives))
             pools = build_pools(self.data, source, self._scorers, self.filter, embedder,

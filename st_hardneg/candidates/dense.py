@@ -55,7 +55,7 @@ class DenseRetriever:
         self.index_type = index
         self.nlist, self.nprobe, self.hnsw_m, self.ef_search = nlist, nprobe, hnsw_m, ef_search
         self.query_chunk = query_chunk
-        self.name = f"dense[{embedder.name}, {index}]"
+        self.name = f"dense[{embedder.label}, {index}]"
         self._faiss_index = None
         self.corpus_embeddings: np.ndarray | None = None
 

@@ -1,0 +1,137 @@
+"""Encoding backends: ONNX Runtime and OpenVINO, fp32 and int8, against torch on the embedded sample."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from st_hardneg import OptionError, load_model
+
+
+@pytest.fixture(scope="module")
+def texts(scifact):
+    return list(scifact.corpus_texts[:40]) + list(scifact.query_texts[:20])
+
+
+@pytest.fixture(scope="module")
+def reference(model, texts):
+    return model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    return tmp_path_factory.mktemp("exports-cache") / "embeddings"
+
+
+@pytest.mark.parametrize("backend, min_cos", [("onnx", 0.9999), ("openvino", 0.9999), ("onnx-int8", 0.98),
+                                              ("openvino-int8", 0.97)])
+def test_backends_encode_like_torch(backend, min_cos, model, texts, reference, exports):
+    fast = load_model(model, backend=backend, cache_folder=exports)
+    got = fast.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    cosine = (got * reference).sum(axis=1)
+    assert got.shape == reference.shape and cosine.min() >= min_cos, (backend, cosine.min())
+    if backend.endswith("int8"):
+        assert cosine.min() < 0.99999  # quantised: close, not the same numbers
+    # The caller's model is copied, not converted.
+    assert type(model[0].model).__name__ == "BertModel"
+    assert fast.st_hardneg_backend["backend"] == backend
+
+
+def test_export_runs_once_and_is_keyed_on_the_weights(model, exports, caplog, monkeypatch):
+    import copy
+
+    import torch
+
+    from st_hardneg import backends
+
+    load_model(model, backend="onnx", cache_folder=exports)  # exported by now (or by the test above)
+    calls = []
+    real = backends._export
+    monkeypatch.setattr(backends, "_export", lambda *a, **k: (calls.append(1), real(*a, **k)))
+    with caplog.at_level(logging.INFO, logger="st_hardneg.backends"):
+        again = load_model(model, backend="onnx", cache_folder=exports)
+    assert calls == [] and "reusing the onnx export" in caplog.text
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        changed[0].model.embeddings.word_embeddings.weight[0, 0] += 1.0
+    other = load_model(changed, backend="onnx", cache_folder=exports)
+    assert calls == [1]
+    assert other.st_hardneg_backend["export"] != again.st_hardneg_backend["export"]
+
+
+def test_backend_is_part_of_the_cache_key_and_the_provenance(sample_dir, exports):
+    from st_hardneg import mine
+
+    runs = {b: mine(sample_dir, num_negatives=2, max_seq_length=32, cache_folder=exports, verbose=False, backend=b)
+            for b in ("torch", "onnx-int8")}
+    torch_model, int8_model = runs["torch"].config["model"], runs["onnx-int8"].config["model"]
+    assert torch_model["backend"] == "torch" and int8_model["backend"] == "onnx-int8"
+    assert int8_model["name"] == torch_model["name"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert int8_model["fingerprint"] != torch_model["fingerprint"]
+    # Different keys, so two sets of cached embeddings (queries and documents for each backend).
+    assert len(list(exports.glob("*.npy"))) >= 4
+
+
+def test_a_bi_encoder_teacher_runs_on_the_backend(model, exports):
+    from st_hardneg.teachers import make_scorer
+
+    scorer = make_scorer(model, cache_dir=exports, show_progress=False, backend="onnx")
+    assert scorer.name == "bi-encoder[sentence-transformers/all-MiniLM-L6-v2 [onnx]]"
+    scores = scorer.score(["what causes fever"], [["Fever is caused by infection.", "Tax law in France."]])[0]
+    assert scores[0] > scores[1]
+
+
+def test_unknown_or_missing_backend_is_a_clear_error(monkeypatch, sample_dir):
+    import sys
+
+    from st_hardneg import mine
+
+    with pytest.raises(OptionError, match="unknown backend 'tensorrt'; choose one of torch, onnx, onnx-int8, openvino, openvino-int8"):
+        mine(sample_dir, backend="tensorrt")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
+    with pytest.raises(OptionError, match=r"backend 'openvino-int8' needs 'openvino': pip install 'st-hardneg\[openvino\]'"):
+        load_model(None, backend="openvino-int8")
+
+
+def test_a_failed_export_leaves_nothing_behind(model, tmp_path, monkeypatch):
+    from st_hardneg import backends
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("quantiser crashed")
+
+    monkeypatch.setattr(backends, "_quantize_onnx", broken)
+    with pytest.raises(RuntimeError, match="quantiser crashed"):
+        load_model(model, backend="onnx-int8", cache_folder=tmp_path / "embeddings")
+    assert list((tmp_path / "exports").iterdir()) == []
+
+
+def test_cli_backend_flag(tmp_path, sample_dir):
+    from st_hardneg.cli import main
+
+    out = tmp_path / "mined"
+    code = main(["mine", "--data", str(sample_dir), "--output", str(out), "--num-negatives", "2",
+                 "--max-seq-length", "32", "--backend", "onnx", "--cache-folder", str(tmp_path / "embeddings"),
+                 "--quiet"])
+    assert code == 0
+    from st_hardneg import load_mined
+
+    dataset, record = load_mined(out)
+    assert record["config"]["model"]["backend"] == "onnx"
+    assert len(dataset) > 0 and np.isfinite(record["stats"]["positive_scores"]["mean"])
+
+
+def test_an_export_that_strays_from_torch_is_refused_and_stays_refused(model, tmp_path, monkeypatch):
+    from st_hardneg import backends
+
+    monkeypatch.setitem(backends._MIN_COSINE, "int8", 1.5)  # no int8 export can pass: as if it computed garbage
+    cache = tmp_path / "embeddings"
+    with pytest.raises(backends.BackendFidelityError, match=r"backend 'onnx-int8' changes this model's embeddings "
+                                                            r"too much: minimum cosine 0\.9\d\d to torch on 48"):
+        load_model(model, backend="onnx-int8", cache_folder=cache)
+    calls = []
+    monkeypatch.setattr(backends, "_export", lambda *a, **k: calls.append(1))
+    with pytest.raises(backends.BackendFidelityError):  # the verdict is cached with the export
+        load_model(model, backend="onnx-int8", cache_folder=cache)
+    assert calls == []
