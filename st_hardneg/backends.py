@@ -146,7 +146,7 @@ def apply_backend(
     transformer = fast[0]
     source = transformer.model
     input_names = _input_names(transformer)
-    from .embeddings import model_fingerprint, texts_digest
+    from .embeddings import model_fingerprint
 
     settings = _settings(backend, calibration_texts)
     key_source = {"weights": model_fingerprint(model), "backend": backend, "settings": settings,
@@ -164,7 +164,7 @@ def apply_backend(
         # Checked once, at export: a graph that computes something else is refused, never used silently.
         record = {**key_source, "min_cosine_to_torch": float((got * reference).sum(axis=1).min()),
                   "checked_on": len(check)}
-        (folder / "done.json").write_text(json.dumps(record, indent=1, sort_keys=True))
+        _write_atomic(folder / "done.json", json.dumps(record, indent=1, sort_keys=True))
     else:
         logger.info("reusing the %s export in %s", backend, folder)
         transformer.model = RuntimeModel(_open(backend, folder, num_threads), input_names, source.config, backend)
@@ -176,8 +176,7 @@ def apply_backend(
             + ("use 'onnx', or 'openvino-int8', whose SmoothQuant handles activation outliers"
                if backend == "onnx-int8" else "use 'torch' or another backend"))
     # The exported graph replaces the weights: this record is what fingerprints and provenance see.
-    fast.st_hardneg_backend = {"backend": backend, "export": key[:16], "settings": settings,
-                               **({"calibration": texts_digest(calibration_texts)[:16]} if calibration_texts else {})}
+    fast.st_hardneg_backend = {"backend": backend, "export": key[:16], "settings": settings}
     return fast.eval()
 
 
@@ -223,15 +222,17 @@ def _settings(backend: str, calibration_texts: Sequence[str] | None) -> dict:
     if backend == "onnx-int8":
         settings.update(_ONNX_INT8)
     if backend == "openvino-int8":
+        from .embeddings import texts_digest
+
         settings.update(_OPENVINO_INT8)
-        settings["calibration"] = texts_digest_or_sample(calibration_texts)
+        settings["calibration"] = texts_digest(calibration_texts)[:16] if calibration_texts else "embedded-sample"
     return settings
 
 
-def texts_digest_or_sample(texts: Sequence[str] | None) -> str:
-    from .embeddings import texts_digest
-
-    return texts_digest(texts)[:16] if texts is not None else "embedded-sample"
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _runtime_versions(backend: str) -> dict:
@@ -256,7 +257,7 @@ def _export(source: Any, transformer: Any, backend: str, folder: Path, input_nam
             _optimize_onnx(onnx_path, tmp / "model.opt.onnx", source.config)
         elif backend == "onnx-int8":
             _optimize_onnx(onnx_path, tmp / "model.opt.onnx", source.config)
-            _quantize_onnx(tmp / "model.opt.onnx", tmp / "model.int8.onnx", source.config)
+            _quantize_onnx(tmp / "model.opt.onnx", tmp / "model.int8.onnx")
         else:
             _export_openvino(onnx_path, tmp, backend, transformer, input_names, calibration_texts)
         if folder.exists():  # another process finished first; keep its copy
@@ -311,12 +312,11 @@ def _ort_model_type(config: Any) -> str:
     return "bert" if config.model_type not in ("bart", "gpt2", "t5") else config.model_type
 
 
-def _quantize_onnx(path: Path, out: Path, config: Any) -> None:
+def _quantize_onnx(path: Path, out: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    keep = [n.name for n in graph.node if n.op_type == "MatMul" and _is_ffn_output(n, graph)] \
+    keep = _ffn_outputs(onnx.load(str(path), load_external_data=False).graph) \
         if _ONNX_INT8["keep_fp32"] == "ffn-output" else []
     # The quantiser advises pre-processing through the root logger; that advice is for static quantisation.
     advice = _DropMessage("pre-processing before quantization")
@@ -339,11 +339,15 @@ class _DropMessage(logging.Filter):
         return self.text not in record.getMessage()
 
 
-def _is_ffn_output(node: Any, graph: Any) -> bool:
-    """Whether a MatMul is the feed-forward block's output projection (its weight is [intermediate, hidden])."""
+def _ffn_outputs(graph: Any) -> list[str]:
+    """The MatMuls that are feed-forward output projections: their weight is [intermediate, hidden]."""
     shapes = {init.name: tuple(init.dims) for init in graph.initializer}
-    weight = next((shapes[i] for i in node.input if i in shapes), None)
-    return weight is not None and len(weight) == 2 and weight[0] > weight[1]
+    names = []
+    for node in graph.node:
+        weight = next((shapes[i] for i in node.input if i in shapes), None) if node.op_type == "MatMul" else None
+        if weight is not None and len(weight) == 2 and weight[0] > weight[1]:
+            names.append(node.name)
+    return names
 
 
 def _export_openvino(onnx_path: Path, folder: Path, backend: str, transformer: Any, input_names: list[str],

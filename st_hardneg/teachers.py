@@ -148,7 +148,8 @@ def make_scorer(teacher: Any, *, batch_size: int = 32, cache_dir=None, show_prog
         return teacher
     from sentence_transformers import CrossEncoder, SentenceTransformer
 
-    if isinstance(teacher, str):
+    loaded_here = isinstance(teacher, str)
+    if loaded_here:
         from .models import load_teacher
 
         teacher = load_teacher(teacher)
@@ -160,7 +161,8 @@ def make_scorer(teacher: Any, *, batch_size: int = 32, cache_dir=None, show_prog
         if backend != "torch":
             from .backends import apply_backend
 
-            teacher = apply_backend(teacher, backend, cache_folder=cache_dir)
+            # A teacher loaded here is converted in place; one the caller passed is copied, not changed.
+            teacher = apply_backend(teacher, backend, cache_folder=cache_dir, copy_model=not loaded_here)
         embedder = Embedder(teacher, batch_size=batch_size, cache_dir=cache_dir, show_progress=show_progress)
         return BiEncoderScorer(embedder)
     raise TypeError(f"cannot use {type(teacher).__name__} as a teacher: pass a SentenceTransformer or CrossEncoder")
