@@ -18,15 +18,12 @@ Backends:
   float rounding.
 - ``"onnx-int8"``: dynamic int8 quantisation of the fused graph's matrix multiplications, with
   per-channel weights, and the feed-forward output projections (whose inputs carry the outliers
-  that int8 handles worst) left in fp32. On MiniLM over 300 SciFact abstracts this kept a minimum
-  cosine of 0.996 to fp32 where plain per-tensor quantisation kept 0.90; quantising the fused
-  attention as well was 7% faster but dropped the top-10 neighbour overlap from 0.95 to 0.91.
+  that int8 handles worst) left in fp32 (fidelity on SciFact: ``benchmarks/bench_mining.py``).
 - ``"openvino"``: OpenVINO, fp32.
 - ``"openvino-int8"``: OpenVINO with NNCF post-training int8 quantisation (transformer preset,
   SmoothQuant), calibrated on texts (the package's embedded sample unless given).
 
-torch's own ``quantize_dynamic`` is not offered: its API is deprecated (moving to torchao), and on
-SciFact it kept a minimum cosine of 0.88 to fp32 (top-10 overlap 0.77) against 0.997 for ``onnx-int8``.
+torch's own ``quantize_dynamic`` is not offered: its API is deprecated (moving to torchao).
 
 A quantised model is a different model: the backend and its settings are part of the embedding
 cache key and of the provenance recorded on mined datasets and cards.
