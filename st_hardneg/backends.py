@@ -38,14 +38,18 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
+import gc
 import hashlib
 import json
 import logging
 import os
 import shutil
+import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -150,7 +154,7 @@ def apply_backend(
                   "inputs": input_names, "runtimes": _runtime_versions(backend)}
     key = hashlib.sha256(json.dumps(key_source, sort_keys=True).encode()).hexdigest()
     folder = exports_dir(cache_folder) / key
-    record = json.loads((folder / "done.json").read_text()) if (folder / "done.json").is_file() else None
+    record = _read_record(folder)
     if record is None:
         texts = list(calibration_texts) if calibration_texts is not None else None
         check = _check_texts(texts)
@@ -175,6 +179,24 @@ def apply_backend(
     # The exported graph replaces the weights: this record is what fingerprints and provenance see.
     fast.st_hardneg_backend = {"backend": backend, "export": key[:16], "settings": settings}
     return fast.eval()
+
+
+def _read_record(folder: Path) -> dict | None:
+    """The export's ``done.json``, or None when there is none; an unreadable or outdated one is removed
+    with its export (it is redone), since nothing can vouch for the files beside it."""
+    path = folder / "done.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        if isinstance(record, dict) and isinstance(record.get("min_cosine_to_torch"), float) \
+                and isinstance(record.get("checked_on"), int):
+            return record
+    except (OSError, ValueError):
+        pass
+    logger.warning("exporting again: %s is unreadable or from an older version", path)
+    shutil.rmtree(folder, ignore_errors=True)
+    return None
 
 
 class BackendFidelityError(OptionError):
@@ -361,7 +383,8 @@ def _export_openvino(onnx_path: Path, folder: Path, backend: str, transformer: A
         batches = [transformer.tokenizer(texts[i : i + 8], padding=True, truncation=True, max_length=max_length,
                                          return_tensors="np") for i in range(0, len(texts), 8)]
         data = nncf.Dataset([{n: b[n].astype(np.int64) for n in input_names} for b in batches])
-        model = nncf.quantize(model, data, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(batches))
+        with keeping_signal_stack():  # NNCF compiles the model on Cores of its own to collect statistics
+            model = nncf.quantize(model, data, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(batches))
     ov.save_model(model, str(folder / "model.xml"))
 
 
@@ -387,8 +410,35 @@ def _open(backend: str, folder: Path, num_threads: int) -> Any:
         return lambda feeds: session.run(None, feeds)[0]
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU",
-                                       {"INFERENCE_NUM_THREADS": num_threads, "NUM_STREAMS": 1,
-                                        "PERFORMANCE_HINT": "LATENCY"})
+    with keeping_signal_stack():
+        compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU",
+                                           {"INFERENCE_NUM_THREADS": num_threads, "NUM_STREAMS": 1,
+                                            "PERFORMANCE_HINT": "LATENCY"})
     request = compiled.create_infer_request()
     return lambda feeds: request.infer(feeds)[0].copy()
+
+
+class _SignalStack(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]  # Linux
+
+
+@contextlib.contextmanager
+def keeping_signal_stack() -> Iterator[None]:
+    """Give the calling thread back its alternate signal stack once OpenVINO work is done (Linux).
+
+    OpenVINO's CPU plugin (seen with 2026.4) installs a signal stack of its own on the thread that
+    compiles a model, and when its ``Core`` goes puts back the stack it found. Two Cores that go in
+    the order they came (two models, or NNCF's statistics engines) leave the thread on freed
+    memory, and the next signal handled there (Ctrl-C, faulthandler) ends the process with
+    SIGSEGV. Putting the original back at once means every later restore puts back a live stack.
+    """
+    libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+    saved = _SignalStack()
+    if libc is None or libc.sigaltstack(None, ctypes.byref(saved)) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        gc.collect()  # temporary Cores restore their stacks now, before ours goes back
+        libc.sigaltstack(ctypes.byref(saved), None)
