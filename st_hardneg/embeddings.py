@@ -42,7 +42,7 @@ def model_fingerprint(model: Any) -> str:
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(str(tensor.dtype).encode())
         # View as bytes: bf16 and friends have no numpy dtype.
-        digest.update(tensor.detach().cpu().contiguous().flatten().view(-1).view(dtype=_uint8()).numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().flatten().view(-1).view(dtype=_uint8()).numpy())
     digest.update(repr([type(m).__name__ for m in model.children()]).encode())
     # A model on an ONNX/OpenVINO backend holds no transformer weights; its record names the export
     # (which is keyed on the source weights) and the quantisation, so int8 and fp32 never share a key.

@@ -9,6 +9,7 @@ rules live in :class:`~st_hardneg.filters.PositiveAwareFilter` under sentence-tr
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -162,6 +163,12 @@ def _integer(name: str, value: Any, minimum: int, *, optional: bool = False, wha
 
 def versions() -> dict[str, str]:
     """Installed versions of st-hardneg and the libraries that shape its output (for provenance)."""
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str]:
+    # Reading a dozen packages' metadata takes ~50 ms; installed versions do not change within a run.
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}

@@ -153,21 +153,25 @@ def build_pools(
     limit = window if max_candidates is None else min(max(max_candidates, range_max), corpus_size)
     pending = list(range(len(query_order)))
     widened: set[int] = set()
+    reuse = [_retrieval_scores_are_the_scorers(source, scorer) for scorer in scorers]
     while pending:
         queries = [query_order[i] for i in pending]
-        indices, _ = source.search([qtexts[q] for q in queries], window)
+        indices, retrieved = source.search([qtexts[q] for q in queries], window)
         valid = indices >= 0
-        cand_texts = [[ctexts[d] for d in row[ok]] for row, ok in zip(indices, valid)]
+        cand_texts = None if all(reuse) else [[ctexts[d] for d in row[ok]] for row, ok in zip(indices, valid)]
         padded_texts = [[ctexts[d] if d >= 0 else None for d in row] for row in indices]
         own = None if include_positives else [positives[q] for q in queries]
         own_texts = None if own is None else [[ctexts[d] for d in docs] for docs in own]
         dup_sim = None if include_positives else _duplicate_similarity(embedder, filter, indices, valid, own, ctexts)
         per_scorer: list[tuple[np.ndarray, Any]] = []
         for s_i, scorer in enumerate(scorers):
-            flat = scorer.score([qtexts[q] for q in queries], cand_texts)
-            scores = np.full(indices.shape, -np.inf, dtype=np.float32)
-            for row, values in enumerate(flat):
-                scores[row, valid[row]] = values
+            if reuse[s_i]:
+                scores = np.where(valid, retrieved, -np.inf).astype(np.float32)
+            else:
+                flat = scorer.score([qtexts[q] for q in queries], cand_texts)
+                scores = np.full(indices.shape, -np.inf, dtype=np.float32)
+                for row, values in enumerate(flat):
+                    scores[row, valid[row]] = values
             result = filter(
                 scores, [pos_scores[s_i][i] for i in pending],
                 candidate_ids=indices, positive_ids=own, duplicate_similarity=dup_sim, valid=valid,
@@ -201,6 +205,16 @@ def build_pools(
             logger.info("widening the candidate window to %d for %d queries", window, len(pending))
     stats.widened_queries += len(widened)
     return CandidatePools(query_order, [picked[i] for i in range(len(query_order))], pos_scores)
+
+
+def _retrieval_scores_are_the_scorers(source: Retriever, scorer: Scorer) -> bool:
+    """Whether ``source.search`` already returns ``scorer``'s scores: an exact index over the same embedder.
+
+    Rescoring would only recompute the same dot products (sentence-transformers also keeps faiss'
+    scores); an approximate index may hold compressed vectors, so it is rescored.
+    """
+    return (isinstance(scorer, BiEncoderScorer) and isinstance(source, DenseRetriever)
+            and source.index_type == "flat" and scorer.embedder is source.embedder)
 
 
 def _kept(scores: np.ndarray, keep: np.ndarray, docs: np.ndarray, corpus: Sequence[str],
@@ -298,13 +312,15 @@ def sample_rows(
         if per_query and q in by_query:
             merged = by_query[q]
         else:
-            merged = draw(pools.kept[i], quotas, strategy, rng_for(r), sample_pool=sample_pool,
-                          temperature=temperature)
+            # "top" draws nothing, and a seeded generator per row is not free (~50 µs).
+            rng = None if strategy == "top" else rng_for(r)
+            merged = draw(pools.kept[i], quotas, strategy, rng, sample_pool=sample_pool, temperature=temperature)
             by_query[q] = merged
         k = positives[q].index(d)
         out.pairs.append((q, d))
         out.negatives.append([m[0] for m in merged])
         out.negative_scores.append([m[1] for m in merged])
         out.negative_ranks.append([m[2] for m in merged])
-        out.positive_scores.append(float(np.mean([ps[i][k] for ps in pools.positive_scores])))
+        values = [ps[i][k] for ps in pools.positive_scores]
+        out.positive_scores.append(float(values[0] if len(values) == 1 else np.mean(values)))
     return out

@@ -160,7 +160,7 @@ def test_cli_scores_the_ids_layout_mine_writes(mined_sets, capsys, tmp_path):
     # Mined from the embedded sample, so its ids resolve without --data; --data names it explicitly too.
     for extra in ([], ["--data", sample_data_path()]):
         assert main(["eci", str(mined_sets["percpos-ids"]), str(mined_sets["percpos"]), "--json", str(report),
-                     *extra]) == 0
+                     "--max-rows", "24", *extra]) == 0
         scored = {Path(r["dataset"]).name: r for r in json.loads(report.read_text())}
         assert scored["percpos-ids"]["eci"] == pytest.approx(scored["percpos"]["eci"], rel=1e-6)
     capsys.readouterr()

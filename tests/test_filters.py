@@ -97,6 +97,26 @@ def test_near_duplicates_by_text_and_by_similarity():
     assert normalize_text("Café, au-lait!") == normalize_text("cafe au lait")
 
 
+def test_normalized_text_is_the_documented_definition():
+    """The fast path (bytes for ASCII, one lookup per non-ASCII character) equals the plain definition."""
+    import random
+    import re
+    import unicodedata
+
+    def definition(text):
+        text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+        return re.sub(r"[\W_]+", " ", text.lower()).strip()
+
+    tricky = ["İstanbul ﬁne Ⅻ ℌ café_bar __x__", "a\u0301b ½ x² ǅ", "", " \t\n", "___", "ß straße ΣΑΣ",
+              "\u00a0nbsp\u2003em", "١٢٣ digits", "tab\x0bv\x1cfs", "\u0301lead", "a\ud800b", "zero\u200bwidth"]
+    rng = random.Random(0)
+    alphabet = [*map(chr, range(32, 127)), *map(chr, range(0xC0, 0x250)), "\u0301", "\u0308", "\u00a0", "–", "µ",
+                "²", "ﬁ", "Ⅻ", "ℌ", "İ", "\u200b", "。", "中", "\U0001d400"]
+    fuzz = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(25))) for _ in range(3000)]
+    for text in tricky + fuzz:
+        assert normalize_text(text) == definition(text), repr(text)
+
+
 def test_batch_matches_rows_and_respects_padding():
     flt = PositiveAwareFilter(relative_margin=0.05, range_min=1)
     scores = np.array([[0.9, 0.5, 0.4, -np.inf], [0.2, 0.7, 0.1, 0.6]])
