@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
-import gc
 import hashlib
 import json
 import logging
@@ -282,7 +281,12 @@ def _export(source: Any, transformer: Any, backend: str, folder: Path, input_nam
         if folder.exists():  # another process finished first; keep its copy
             shutil.rmtree(tmp, ignore_errors=True)
             return
-        os.replace(tmp, folder)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not folder.exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process got there in between
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -427,10 +431,11 @@ def keeping_signal_stack() -> Iterator[None]:
     """Give the calling thread back its alternate signal stack once OpenVINO work is done (Linux).
 
     OpenVINO's CPU plugin (seen with 2026.4) installs a signal stack of its own on the thread that
-    compiles a model, and when its ``Core`` goes puts back the stack it found. Two Cores that go in
-    the order they came (two models, or NNCF's statistics engines) leave the thread on freed
-    memory, and the next signal handled there (Ctrl-C, faulthandler) ends the process with
-    SIGSEGV. Putting the original back at once means every later restore puts back a live stack.
+    compiles a model; when the plugin goes, it unmaps that stack and, if it is still the current
+    one, puts back the stack it found. Two plugins that go in the order they came (two models, or
+    NNCF's statistics engines) leave the thread on unmapped memory, and the next signal handled
+    there (Ctrl-C, faulthandler) ends the process with SIGSEGV. Once the original is back, no
+    plugin's stack is current, so none of them restores anything later.
     """
     libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
     saved = _SignalStack()
@@ -440,5 +445,6 @@ def keeping_signal_stack() -> Iterator[None]:
     try:
         yield
     finally:
-        gc.collect()  # temporary Cores restore their stacks now, before ours goes back
-        libc.sigaltstack(ctypes.byref(saved), None)
+        if libc.sigaltstack(ctypes.byref(saved), None) != 0:
+            logger.warning("could not restore this thread's signal stack after OpenVINO (errno %d); a signal "
+                           "handled on it after its models are freed may crash the process", ctypes.get_errno())

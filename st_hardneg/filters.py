@@ -35,10 +35,12 @@ def normalize_text(text: str) -> str:
     Equal to ``re.sub(r"[\\W_]+", " ", <NFKD text without combining marks>.lower()).strip()``, computed
     without a pass per character in Python: the ASCII part goes through one ``bytes.translate``.
     """
-    if text.isascii():
-        text = text.lower()
-    else:
-        text = _NON_ASCII.sub(_non_ascii_keys, unicodedata.normalize("NFKD", text).lower())
+    if not text.isascii():
+        # Marks go before lower-casing: they decide whether a capital sigma ends a word.
+        text = _NON_ASCII.sub(_without_marks, unicodedata.normalize("NFKD", text))
+    text = text.lower()
+    if not text.isascii():
+        text = _NON_ASCII.sub(_separators, text)
     # Bytes from 0x80 up are the UTF-8 of the letters and digits kept above, and stay as they are.
     return b" ".join(text.encode().translate(_ASCII_KEYS).split()).decode()
 
@@ -47,14 +49,12 @@ _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _ASCII_KEYS = bytes(c if c >= 128 or chr(c).isalnum() else 32 for c in range(256))
 
 
-def _non_ascii_keys(match: re.Match) -> str:
-    return "".join(_non_ascii_key(ch) for ch in match.group())
+def _without_marks(match: re.Match) -> str:
+    return "".join(ch for ch in match.group() if not unicodedata.combining(ch))
 
 
-@functools.lru_cache(maxsize=4096)
-def _non_ascii_key(ch: str) -> str:
-    """A combining mark goes, a letter or digit stays, anything else becomes a space."""
-    return "" if unicodedata.combining(ch) else ch if ch.isalnum() else " "
+def _separators(match: re.Match) -> str:
+    return "".join(ch if ch.isalnum() else " " for ch in match.group())
 
 
 @dataclass

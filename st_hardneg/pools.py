@@ -167,6 +167,10 @@ def build_pools(
         for s_i, scorer in enumerate(scorers):
             if reuse[s_i]:
                 scores = np.where(valid, retrieved, -np.inf).astype(np.float32)
+                if not np.isfinite(scores[valid]).all():
+                    row = int(np.argwhere(~np.isfinite(scores) & valid)[0, 0])
+                    raise ValueError(f"teacher {scorer.name!r} returned a non-finite score for query "
+                                     f"{qtexts[queries[row]][:80]!r}; check the model's dtype and inputs")
             else:
                 flat = scorer.score([qtexts[q] for q in queries], cand_texts)
                 scores = np.full(indices.shape, -np.inf, dtype=np.float32)
@@ -213,7 +217,7 @@ def _retrieval_scores_are_the_scorers(source: Retriever, scorer: Scorer) -> bool
     Rescoring would only recompute the same dot products (sentence-transformers also keeps faiss'
     scores); an approximate index may hold compressed vectors, so it is rescored.
     """
-    return (isinstance(scorer, BiEncoderScorer) and isinstance(source, DenseRetriever)
+    return (isinstance(scorer, BiEncoderScorer) and type(source) is DenseRetriever
             and source.index_type == "flat" and scorer.embedder is source.embedder)
 
 

@@ -120,12 +120,22 @@ def test_two_openvino_models_leave_signal_handling_intact(exports):
     the next signal handled there (Ctrl-C) killed the process with SIGSEGV. Run apart, as a crash would
     take the test session with it."""
     script = textwrap.dedent(f"""
-        import gc, signal, threading
+        import ctypes, gc, signal, threading
         from st_hardneg import load_model
+        from st_hardneg.backends import _SignalStack
+
+        def signal_stack():
+            stack = _SignalStack()
+            assert ctypes.CDLL(None).sigaltstack(None, ctypes.byref(stack)) == 0
+            return stack.ss_sp, stack.ss_flags, stack.ss_size
+
+        before = signal_stack()
         first = load_model(None, backend="openvino", cache_folder={str(exports)!r})
         second = load_model(None, backend="openvino", cache_folder={str(exports)!r})
         first.encode(["one"]); second.encode(["two"])
+        assert signal_stack() == before, (signal_stack(), before)
         del first; gc.collect(); del second; gc.collect()
+        assert signal_stack() == before, (signal_stack(), before)
         signal.signal(signal.SIGUSR1, lambda *args: print("handled", flush=True))
         signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
     """)

@@ -107,11 +107,11 @@ def test_normalized_text_is_the_documented_definition():
         text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
         return re.sub(r"[\W_]+", " ", text.lower()).strip()
 
-    tricky = ["İstanbul ﬁne Ⅻ ℌ café_bar __x__", "a\u0301b ½ x² ǅ", "", " \t\n", "___", "ß straße ΣΑΣ",
+    tricky = ["Α\u1715Σ", "ΑΣ\u1715Β", "ΟΔΟΣ.", "İstanbul ﬁne Ⅻ ℌ café_bar __x__", "a\u0301b ½ x² ǅ", "", " \t\n", "___", "ß straße ΣΑΣ",
               "\u00a0nbsp\u2003em", "١٢٣ digits", "tab\x0bv\x1cfs", "\u0301lead", "a\ud800b", "zero\u200bwidth"]
     rng = random.Random(0)
     alphabet = [*map(chr, range(32, 127)), *map(chr, range(0xC0, 0x250)), "\u0301", "\u0308", "\u00a0", "–", "µ",
-                "²", "ﬁ", "Ⅻ", "ℌ", "İ", "\u200b", "。", "中", "\U0001d400"]
+                "²", "ﬁ", "Ⅻ", "ℌ", "İ", "\u200b", "。", "中", "\U0001d400", "Σ", "Α", "ς", "\u1715", "\u302e"]
     fuzz = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(25))) for _ in range(3000)]
     for text in tricky + fuzz:
         assert normalize_text(text) == definition(text), repr(text)

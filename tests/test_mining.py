@@ -224,6 +224,22 @@ def test_bad_inputs_to_mine(scifact, model, cache_dir):
         mine(tiny, model, num_negatives=4, verbose=False)
 
 
+def test_reused_retrieval_scores_are_checked_like_a_teachers(scifact, model, cache_dir, monkeypatch):
+    """Without a teacher the exact index's scores are used as they are; a NaN among them is still an error."""
+    from st_hardneg.candidates import DenseRetriever
+
+    real = DenseRetriever.search
+
+    def nan_search(self, queries, k):
+        indices, scores = real(self, queries, k)
+        scores[:, 1] = np.nan
+        return indices, scores
+
+    monkeypatch.setattr(DenseRetriever, "search", nan_search)
+    with pytest.raises(ValueError, match="returned a non-finite score for query"):
+        mine(slice_data(scifact, 3, 50), model, cache_folder=cache_dir, verbose=False)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"output_format": "quadruplet"}, "unknown output_format 'quadruplet'"),
     ({"sampling_strategy": "best"}, "unknown sampling strategy 'best'"),
