@@ -43,6 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from st_hardneg.models import BACKENDS  # light: no torch
+
 logger = logging.getLogger("bench_mining")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -701,7 +703,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bm25-only", action="store_true", help="run only the BM25 comparison")
     parser.add_argument("--max-seq-length", type=int, default=None, help="override the model's max_seq_length")
     parser.add_argument("--backends", nargs="+", default=["torch"],
-                        choices=["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"],
+                        choices=BACKENDS,
                         help="st-hardneg encoding backends to run, each in fresh processes (default: torch)")
     parser.add_argument("--teacher", default=None,
                         help="a bi-encoder teacher folder (e.g. from recipes/prepare_mpnet_teacher.py): time its "

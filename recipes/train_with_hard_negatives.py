@@ -43,6 +43,8 @@ from pathlib import Path
 
 import datasets
 
+from st_hardneg.models import BACKENDS
+
 logger = logging.getLogger("recipe")
 STRATEGIES = ("base", "in-batch", "st-percpos", "dense-percpos", "hybrid-teacher", "collator-refresh", "dataset")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -89,7 +91,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--refresh-steps", type=int, default=10, help="collator-refresh: refresh every this many steps")
     p.add_argument("--seed", type=int, default=42, help="seed for mining, sampling and training")
     p.add_argument("--cache-dir", default="auto", help="embedding cache ('auto': ~/.cache/st_hardneg; 'none': off)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"],
+    p.add_argument("--backend", default="torch", choices=BACKENDS,
                    help="runtime that encodes for mining (the student before training, bi-encoder teachers); "
                         "training and evaluation always run on torch (default: torch)")
     p.add_argument("--output", required=True, help="folder for results.json (and the model with --save-model)")

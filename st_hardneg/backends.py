@@ -50,17 +50,16 @@ import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from .data import OptionError
+from .models import BACKENDS, Backend
 
 logger = logging.getLogger(__name__)
 
-Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
-BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
 
 _EXTRAS = {
     "onnx": ("onnxruntime", "onnx"),
@@ -159,15 +158,15 @@ def apply_backend(
         check = _check_texts(texts)
         reference = fast.encode(check, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         _export(source, transformer, backend, folder, input_names, texts)
-        transformer.model = RuntimeModel(_open(backend, folder, num_threads), input_names, source.config, backend)
+    else:
+        logger.info("reusing the %s export in %s", backend, folder)
+    transformer.model = RuntimeModel(_open(backend, folder, num_threads), input_names, source.config, backend)
+    if record is None:
         got = fast.encode(check, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         # Checked once, at export: a graph that computes something else is refused, never used silently.
         record = {**key_source, "min_cosine_to_torch": float((got * reference).sum(axis=1).min()),
                   "checked_on": len(check)}
         _write_atomic(folder / "done.json", json.dumps(record, indent=1, sort_keys=True))
-    else:
-        logger.info("reusing the %s export in %s", backend, folder)
-        transformer.model = RuntimeModel(_open(backend, folder, num_threads), input_names, source.config, backend)
     floor = _MIN_COSINE["int8" if backend.endswith("int8") else "fp32"]
     if record["min_cosine_to_torch"] < floor:
         raise BackendFidelityError(

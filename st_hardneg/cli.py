@@ -15,6 +15,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .models import BACKENDS
+
 logger = logging.getLogger("st_hardneg")
 
 EXIT_USAGE, EXIT_DATA, EXIT_INTERRUPTED = 2, 1, 130
@@ -97,7 +99,7 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--batch-size", type=int, default=32, help="encoding batch size")
     g.add_argument("--faiss-batch-size", type=int, default=16384, help="queries per faiss search call")
     g.add_argument("--max-seq-length", type=int, default=None, help="truncate texts to this many tokens")
-    g.add_argument("--backend", choices=["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"],
+    g.add_argument("--backend", choices=BACKENDS,
                    default="torch", help="runtime that encodes with the model and bi-encoder teachers; onnx* needs "
                    "st-hardneg[onnx], openvino* needs st-hardneg[openvino] (default: torch)")
     g.add_argument("--query-prompt", default=None, help="raw prompt prepended to queries (overrides the model's)")

@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 TeacherKind = Literal["auto", "bi-encoder", "cross-encoder"]
+Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+# Here rather than in backends.py (which imports torch) so that the CLI can list them cheaply.
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
 
 
 def is_local_path(name_or_path: str) -> bool:
