@@ -49,6 +49,66 @@ _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _ASCII_KEYS = bytes(c if c >= 128 or chr(c).isalnum() else 32 for c in range(256))
 
 
+# For the prefilter in text_keys: ASCII upper -> lower, and every byte that is not a letter or digit
+# deleted, so that two ASCII texts with one normalised text squeeze to the same bytes.
+_ASCII_LOWER = bytes(ord(chr(c).lower()) if c < 128 else c for c in range(256))
+_ASCII_SEPARATORS = bytes(c for c in range(128) if not chr(c).isalnum())
+
+
+def _squeezed(text: str) -> bytes:
+    """``normalize_text(text)`` without its spaces: equal normalised texts always squeeze equal."""
+    if text.isascii():
+        return text.encode().translate(_ASCII_LOWER, _ASCII_SEPARATORS)
+    return normalize_text(text).replace(" ", "").encode()
+
+
+def text_keys(texts: Sequence[str | None]) -> np.ndarray:
+    """One integer per text, equal exactly when the texts' :func:`normalize_text` keys are equal (-1 for None).
+
+    The keys of one call can be compared with each other only. Cheaper than normalising every text:
+    ASCII texts are first grouped by a single ``bytes.translate`` (letters and digits, lower-cased)
+    and only texts that collide there are normalised.
+    """
+    groups: dict[bytes, list[int]] = {}
+    for i, text in enumerate(texts):
+        if text is not None:
+            groups.setdefault(_squeezed(text), []).append(i)
+    out = np.full(len(texts), -1, dtype=np.int64)
+    next_key = 0
+    for members in groups.values():
+        if len(members) == 1 or len({texts[i] for i in members}) == 1:
+            out[members] = next_key
+            next_key += 1
+            continue
+        # Same letters, maybe split differently ("ab c" / "a bc"): the normalised text decides.
+        keys: dict[str, int] = {}
+        for i in members:
+            key = normalize_text(texts[i])  # type: ignore[arg-type]
+            if key not in keys:
+                keys[key] = next_key
+                next_key += 1
+            out[i] = keys[key]
+    return out
+
+
+def rowwise_isin(values: np.ndarray, allowed: Sequence[Sequence[int]]) -> np.ndarray:
+    """``out[i, j] = values[i, j] in allowed[i]`` for non-negative integers, without a Python loop per row."""
+    values = np.asarray(values, dtype=np.int64)
+    n = values.shape[0]
+    if len(allowed) != n:
+        raise ValueError(f"{len(allowed)} rows of ids for {n} rows of values")
+    lengths = np.fromiter((len(a) for a in allowed), dtype=np.int64, count=n)
+    flat = np.concatenate([np.asarray(a, dtype=np.int64).ravel() for a in allowed]) if lengths.sum() else \
+        np.zeros(0, dtype=np.int64)
+    if flat.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    # (row, value) pairs as one integer each; +1 keeps padding (-1) apart from every real value.
+    span = int(max(values.max(initial=0), flat.max())) + 2
+    rows = np.arange(n, dtype=np.int64)
+    pairs = rows.reshape((n,) + (1,) * (values.ndim - 1)) * span + values + 1
+    return np.isin(pairs, np.repeat(rows, lengths) * span + flat + 1)
+
+
 def _without_marks(match: re.Match) -> str:
     return "".join(ch for ch in match.group() if not unicodedata.combining(ch))
 
@@ -75,6 +135,10 @@ class FilterResult:
         """Per-rule counts restricted to some query rows of a 2-D result."""
         sub = self.reasons[rows]
         return {RULES[i]: int((sub == i).sum()) for i in range(1, len(RULES)) if (sub == i).any()}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
 
 
 def _deprecated(old: str, new: str) -> None:
@@ -216,6 +280,8 @@ class PositiveAwareFilter:
         candidate_texts: Sequence | None = None,
         positive_texts: Sequence | None = None,
         valid: np.ndarray | None = None,
+        candidate_text_keys: np.ndarray | None = None,
+        positive_text_keys: Sequence | None = None,
     ) -> FilterResult:
         """Apply the rules to one query (1-D ``scores``) or a batch of queries (2-D, one row each).
 
@@ -228,6 +294,9 @@ class PositiveAwareFilter:
             duplicate_similarity: Per candidate, its highest similarity to any positive.
             candidate_texts / positive_texts: Texts for the normalised-text duplicate rule.
             valid: Mask of real candidates (False for padding).
+            candidate_text_keys / positive_text_keys: The same rule on keys from one
+                :func:`text_keys` call (shaped like ``scores`` / per query), in place of the texts:
+                faster when the same corpus is filtered many times.
 
         Returns:
             A :class:`FilterResult` whose ``keep`` has the shape of ``scores``.
@@ -241,6 +310,8 @@ class PositiveAwareFilter:
             candidate_ids = None if candidate_ids is None else [candidate_ids]
             candidate_texts = None if candidate_texts is None else [candidate_texts]
             positive_texts = None if positive_texts is None else [positive_texts]
+            candidate_text_keys = None if candidate_text_keys is None else np.asarray(candidate_text_keys)[None]
+            positive_text_keys = None if positive_text_keys is None else [positive_text_keys]
             duplicate_similarity = None if duplicate_similarity is None else np.asarray(duplicate_similarity)[None]
             valid = None if valid is None else np.asarray(valid)[None]
         if scores.ndim != 2:
@@ -255,12 +326,8 @@ class PositiveAwareFilter:
         none = np.zeros((n, k), dtype=bool)
         masks: dict[str, np.ndarray] = {"padding": ~valid}
         masks["positive_id"] = self._membership(candidate_ids, positive_ids, n, k)
-        dup_text = none.copy()
-        if self.drop_duplicate_text and candidate_texts is not None and positive_texts is not None:
-            for i in range(n):
-                keys = {normalize_text(t) for t in positive_texts[i]}
-                dup_text[i] = [t is not None and normalize_text(t) in keys for t in candidate_texts[i]]
-        masks["duplicate_text"] = dup_text
+        masks["duplicate_text"] = self._same_text(candidate_texts, positive_texts, candidate_text_keys,
+                                                  positive_text_keys, n, k) if self.drop_duplicate_text else none
         masks["duplicate_score"] = none
         if self.duplicate_threshold is not None and duplicate_similarity is not None:
             masks["duplicate_score"] = np.asarray(duplicate_similarity, dtype=np.float64) >= self.duplicate_threshold
@@ -309,6 +376,30 @@ class PositiveAwareFilter:
         return out
 
     @staticmethod
+    def _same_text(candidate_texts, positive_texts, candidate_keys, positive_keys, n: int, k: int) -> np.ndarray:
+        if candidate_keys is None and candidate_texts is not None and positive_texts is not None:
+            if len(candidate_texts) != n or len(positive_texts) != n:
+                raise ValueError(f"candidate_texts and positive_texts need one entry per query ({n})")
+            # Key every text in one call, so that keys compare across queries and a text is keyed once.
+            flat = [t for row in candidate_texts for t in row] + [t for row in positive_texts for t in row]
+            keys = text_keys(flat)
+            candidate_keys = np.full((n, k), -1, dtype=np.int64)
+            at = 0
+            for i, row in enumerate(candidate_texts):
+                candidate_keys[i, :len(row)] = keys[at:at + len(row)]
+                at += len(row)
+            positive_keys = []
+            for row in positive_texts:
+                positive_keys.append(keys[at:at + len(row)])
+                at += len(row)
+        if candidate_keys is None or positive_keys is None:
+            return np.zeros((n, k), dtype=bool)
+        candidate_keys = np.asarray(candidate_keys, dtype=np.int64)
+        if candidate_keys.shape != (n, k):
+            raise ValueError(f"candidate_text_keys has shape {candidate_keys.shape}, scores {(n, k)}")
+        return rowwise_isin(candidate_keys, positive_keys) & (candidate_keys >= 0)
+
+    @staticmethod
     def _membership(candidate_ids, positive_ids, n: int, k: int) -> np.ndarray:
         mask = np.zeros((n, k), dtype=bool)
         if candidate_ids is None or positive_ids is None:
@@ -321,6 +412,12 @@ class PositiveAwareFilter:
                 if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                     raise TypeError(f"{name} of query row {i} must be a collection of ids, got "
                                     f"{type(value).__name__} {value!r:.60} (wrap a single id in a list)")
+        if (isinstance(candidate_ids, np.ndarray) and candidate_ids.dtype.kind in "iu"
+                and candidate_ids.shape == (n, k) and candidate_ids.min(initial=0) >= -1
+                and all(isinstance(p, (list, tuple, np.ndarray)) and all(_is_int(x) for x in p) for p in positive_ids)):
+            # Corpus positions (the engine's case): one vectorised test; -1 padding never matches.
+            return rowwise_isin(candidate_ids, positive_ids) & (candidate_ids >= 0)
+        for i in range(n):
             ids = set(positive_ids[i])
             mask[i] = [c in ids for c in candidate_ids[i]]
         return mask

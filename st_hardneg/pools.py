@@ -21,8 +21,8 @@ import numpy as np
 
 from .candidates import BM25Retriever, DenseRetriever, HybridRetriever, Retriever
 from .data import MiningData
-from .embeddings import Embedder
-from .filters import PositiveAwareFilter, normalize_text
+from .embeddings import Embedder, _save_atomic, texts_digest
+from .filters import PositiveAwareFilter, text_keys
 from .sampling import choose
 from .stats import MiningStats
 from .teachers import BiEncoderScorer, EnsembleScorer, Scorer, make_scorer
@@ -154,38 +154,43 @@ def build_pools(
     pending = list(range(len(query_order)))
     widened: set[int] = set()
     reuse = [_retrieval_scores_are_the_scorers(source, scorer) for scorer in scorers]
+    # Documents with one normalised text share a key: the duplicate rules compare integers.
+    doc_keys = corpus_text_keys(ctexts, embedder.cache_dir)
+    # An exact index ranks every document, so a widened query is searched once at the largest window
+    # and each later window is a prefix of that (faiss pays ~20 ms per call on small query sets).
+    prefixes = _is_exact_dense(source)
+    deep: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    first_window = window
     while pending:
         queries = [query_order[i] for i in pending]
-        indices, retrieved = source.search([qtexts[q] for q in queries], window)
+        if prefixes and window > first_window:
+            new = [i for i in pending if i not in deep]
+            if new:
+                found = source.search([qtexts[query_order[i]] for i in new], limit)
+                deep.update((i, (found[0][r], found[1][r])) for r, i in enumerate(new))
+            indices = np.stack([deep[i][0][:window] for i in pending])
+            retrieved = np.stack([deep[i][1][:window] for i in pending])
+        else:
+            indices, retrieved = source.search([qtexts[q] for q in queries], window)
         valid = indices >= 0
-        cand_texts = None if all(reuse) else [[ctexts[d] for d in row[ok]] for row, ok in zip(indices, valid)]
-        padded_texts = [[ctexts[d] if d >= 0 else None for d in row] for row in indices]
+        cand_keys = np.where(valid, doc_keys[np.where(valid, indices, 0)], -1)
         own = None if include_positives else [positives[q] for q in queries]
-        own_texts = None if own is None else [[ctexts[d] for d in docs] for docs in own]
+        own_keys = None if own is None else [doc_keys[docs] for docs in own]
         dup_sim = None if include_positives else _duplicate_similarity(embedder, filter, indices, valid, own, ctexts)
         per_scorer: list[tuple[np.ndarray, Any]] = []
-        for s_i, scorer in enumerate(scorers):
-            if reuse[s_i]:
-                scores = np.where(valid, retrieved, -np.inf).astype(np.float32)
-                if not np.isfinite(scores[valid]).all():
-                    row = int(np.argwhere(~np.isfinite(scores) & valid)[0, 0])
-                    raise ValueError(f"teacher {scorer.name!r} returned a non-finite score for query "
-                                     f"{qtexts[queries[row]][:80]!r}; check the model's dtype and inputs")
-            else:
-                flat = scorer.score([qtexts[q] for q in queries], cand_texts)
-                scores = np.full(indices.shape, -np.inf, dtype=np.float32)
-                for row, values in enumerate(flat):
-                    scores[row, valid[row]] = values
+        all_scores = candidate_scores(scorers, [qtexts[q] for q in queries], indices, retrieved, ctexts, reuse)
+        for s_i, scores in enumerate(all_scores):
             result = filter(
                 scores, [pos_scores[s_i][i] for i in pending],
                 candidate_ids=indices, positive_ids=own, duplicate_similarity=dup_sim, valid=valid,
-                candidate_texts=padded_texts, positive_texts=own_texts,
+                candidate_text_keys=cand_keys, positive_text_keys=own_keys,
             )
             per_scorer.append((scores, result))
+        best = [_kept(scores, result.keep, indices, cand_keys, keep_at_most) for scores, result in per_scorer]
         still = []
         for row, i in enumerate(pending):
-            kept, dupes = zip(*(_kept(scores[row], result.keep[row], indices[row], ctexts, keep_at_most)
-                                for scores, result in per_scorer))
+            kept = [per_row[row] for per_row, _ in best]
+            dupes = [int(counts[row]) for _, counts in best]
             short = any(len(p.docs) < quota for p, quota in zip(kept, want))
             if short and window < limit:
                 still.append(i)
@@ -211,37 +216,134 @@ def build_pools(
     return CandidatePools(query_order, [picked[i] for i in range(len(query_order))], pos_scores)
 
 
+# Bump when normalize_text changes, so that cached keys from an older definition are not reused.
+TEXT_KEYS_VERSION = 1
+
+
+def corpus_text_keys(texts: Sequence[str], cache_dir: Any = None) -> np.ndarray:
+    """:func:`~st_hardneg.filters.text_keys` of a corpus, kept in ``cache_dir`` (the embedding cache) when given.
+
+    Normalising the non-ASCII documents of a corpus costs more than a warm run's whole search
+    (about 0.15 s for SciFact's 5,183), so a warm run reads the keys back like the embeddings.
+    """
+    if cache_dir is None:
+        return text_keys(texts)
+    from pathlib import Path
+
+    path = Path(cache_dir) / f"text-keys-v{TEXT_KEYS_VERSION}-{texts_digest(texts)}.npy"
+    if path.is_file():
+        try:
+            keys = np.load(path)
+        except (OSError, ValueError) as err:
+            logger.warning("ignoring unreadable text-key cache %s (%s)", path, err)
+        else:
+            if keys.shape == (len(texts),) and keys.dtype == np.int64:
+                return keys
+            logger.warning("ignoring text-key cache %s with shape %s for %d texts", path, keys.shape, len(texts))
+    keys = text_keys(texts)
+    _save_atomic(keys, path)
+    return keys
+
+
+def candidate_scores(scorers: Sequence[Scorer], queries: Sequence[str], indices: np.ndarray, retrieved: np.ndarray,
+                     corpus: Sequence[str], reuse: Sequence[bool]) -> list[np.ndarray]:
+    """Each scorer's ``[n, k]`` scores of the retrieved candidates (-inf for padding).
+
+    A scorer with ``reuse`` set takes the retriever's own scores (see :func:`_retrieval_scores_are_the_scorers`);
+    they are checked for NaN as a teacher's would be.
+    """
+    valid = indices >= 0
+    texts = None if all(reuse) else [[corpus[d] for d in row[ok]] for row, ok in zip(indices, valid)]
+    out = []
+    for scorer, reused in zip(scorers, reuse):
+        if reused:
+            scores = np.where(valid, retrieved, -np.inf).astype(np.float32)
+            if not np.isfinite(scores[valid]).all():
+                row = int(np.argwhere(~np.isfinite(scores) & valid)[0, 0])
+                raise ValueError(f"teacher {scorer.name!r} returned a non-finite score for query "
+                                 f"{queries[row][:80]!r}; check the model's dtype and inputs")
+        else:
+            flat = scorer.score(queries, texts)
+            scores = np.full(indices.shape, -np.inf, dtype=np.float32)
+            for row, values in enumerate(flat):
+                scores[row, valid[row]] = values
+        out.append(scores)
+    return out
+
+
+@dataclass
+class ScoredCandidates:
+    """Every query's top-``k`` candidates, unfiltered, under each scorer (what the label audit reads).
+
+    Attributes:
+        query_order: ``data`` query index of each row.
+        indices: ``[n, k]`` corpus positions, best first by the retriever (-1: padding).
+        scores: Per scorer, ``[n, k]`` scores of ``indices`` (-inf for padding).
+        positive_scores: Per scorer and row, the scores of the query's positives (in
+            ``data.positives_by_query()`` order).
+    """
+
+    query_order: list[int]
+    indices: np.ndarray
+    scores: list[np.ndarray]
+    positive_scores: list[list[np.ndarray]]
+
+
+def score_candidates(data: MiningData, source: Retriever, scorers: Sequence[Scorer], k: int) -> ScoredCandidates:
+    """Retrieve ``k`` candidates per query with ``source`` (already indexed) and score them and the positives.
+
+    The same retrieval and scoring as :func:`build_pools`, without the filter: nothing is dropped.
+    """
+    positives = data.positives_by_query()
+    query_order = sorted(positives)
+    qtexts, ctexts = data.query_texts, data.corpus_texts
+    queries = [qtexts[q] for q in query_order]
+    pos_scores = [s.score(queries, [[ctexts[d] for d in positives[q]] for q in query_order]) for s in scorers]
+    indices, retrieved = source.search(queries, min(k, len(ctexts)))
+    reuse = [_retrieval_scores_are_the_scorers(source, scorer) for scorer in scorers]
+    scores = candidate_scores(scorers, queries, indices, retrieved, ctexts, reuse)
+    return ScoredCandidates(query_order, indices, scores, [list(p) for p in pos_scores])
+
+
+def _is_exact_dense(source: Retriever) -> bool:
+    """Whether ``source`` is a flat (exact) faiss index over its embedder, not a subclass that may search otherwise."""
+    return type(source) is DenseRetriever and source.index_type == "flat"
+
+
 def _retrieval_scores_are_the_scorers(source: Retriever, scorer: Scorer) -> bool:
     """Whether ``source.search`` already returns ``scorer``'s scores: an exact index over the same embedder.
 
     Rescoring would only recompute the same dot products (sentence-transformers also keeps faiss'
     scores); an approximate index may hold compressed vectors, so it is rescored.
     """
-    return (isinstance(scorer, BiEncoderScorer) and type(source) is DenseRetriever
-            and source.index_type == "flat" and scorer.embedder is source.embedder)
+    return isinstance(scorer, BiEncoderScorer) and _is_exact_dense(source) and scorer.embedder is source.embedder
 
 
-def _kept(scores: np.ndarray, keep: np.ndarray, docs: np.ndarray, corpus: Sequence[str],
-          keep_at_most: int) -> tuple[KeptCandidates, int]:
-    """One query's best ``keep_at_most`` kept candidates without two of the same normalised text, and
-    how many text duplicates were passed over on the way."""
-    order = np.argsort(-scores, kind="stable")
-    ranks = np.empty_like(order)
-    ranks[order] = np.arange(len(order))
-    seen: set[str] = set()
-    chosen = []
-    dupes = 0
-    for j in order[keep[order]]:
-        key = normalize_text(corpus[docs[j]])
-        if key in seen:  # corpora repeat documents; one row should not carry the same text twice
-            dupes += 1
-            continue
-        seen.add(key)
-        chosen.append(j)
-        if len(chosen) == keep_at_most:
-            break
-    at = np.array(chosen, dtype=np.int64)
-    return KeptCandidates(docs[at], scores[at], ranks[at]), dupes
+def _kept(scores: np.ndarray, keep: np.ndarray, docs: np.ndarray, keys: np.ndarray,
+          keep_at_most: int) -> tuple[list[KeptCandidates], np.ndarray]:
+    """Per query row, the best ``keep_at_most`` kept candidates without two of the same text key, and
+    how many text duplicates were passed over on the way (all rows at once)."""
+    n, k = scores.shape
+    order = np.argsort(-scores, axis=1, kind="stable")  # a candidate's rank is its column here
+    kept = np.take_along_axis(keep, order, axis=1)
+    # A key's first kept appearance in its row; corpora repeat documents and one row should not
+    # carry the same text twice. Row and key fold into one integer, so one unique() does every row.
+    span = int(keys.max(initial=0)) + 2
+    folded = np.where(kept, np.arange(n)[:, None] * span + np.take_along_axis(keys, order, axis=1) + 1, -1)
+    first = np.zeros(n * k, dtype=bool)
+    first[np.unique(folded.ravel(), return_index=True)[1]] = True
+    first = first.reshape(n, k) & kept
+    before = np.cumsum(first, axis=1) - first  # first appearances ahead of each column
+    limit = keep_at_most if keep_at_most > 0 else k
+    take = first & (before < limit)
+    dupes = (kept & ~first & (before < limit)).sum(axis=1)
+    sorted_docs = np.take_along_axis(docs, order, axis=1)
+    sorted_scores = np.take_along_axis(scores, order, axis=1)
+    pools = []
+    for row in range(n):
+        at = np.flatnonzero(take[row])
+        pools.append(KeptCandidates(sorted_docs[row, at], sorted_scores[row, at], at))
+    return pools, dupes
 
 
 def _duplicate_similarity(embedder: Embedder, filter: PositiveAwareFilter, indices: np.ndarray, valid: np.ndarray,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from st_hardneg.filters import PositiveAwareFilter, normalize_text
+from st_hardneg.filters import PositiveAwareFilter, normalize_text, rowwise_isin, text_keys
 
 SCORES = np.array([0.90, 0.85, 0.80, 0.60, 0.30])
 
@@ -115,6 +115,60 @@ def test_normalized_text_is_the_documented_definition():
     fuzz = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(25))) for _ in range(3000)]
     for text in tricky + fuzz:
         assert normalize_text(text) == definition(text), repr(text)
+
+
+def test_text_keys_are_equal_exactly_when_the_normalised_texts_are():
+    import random
+
+    rng = random.Random(1)
+    # Same letters split differently ("ab c" / "a bc") collide in the prefilter and must be told apart.
+    words = ["ab", "a", "bc", "c", "Ab", "B C", "café", "cafe", "CAFÉ", "ΣΑΣ", "σας", "x²", "x2", "-", "1"]
+    texts = ["".join(rng.choice(words) + rng.choice(["", " ", ".", "__", "\u00a0"]) for _ in range(rng.randrange(4)))
+             for _ in range(2000)]
+    texts += [None, "ab c", "a bc", "AB C.", "abc"]
+    keys = text_keys(texts)
+    assert keys[texts.index(None)] == -1
+    norm = {i: normalize_text(t) for i, t in enumerate(texts) if t is not None}
+    by_key: dict = {}
+    for i, n in norm.items():
+        by_key.setdefault(int(keys[i]), set()).add(n)
+    assert all(len(v) == 1 for v in by_key.values())  # one key never covers two normalised texts
+    assert len(by_key) == len(set(norm.values()))  # and one normalised text never gets two keys
+    a, b, c = (texts.index(t) for t in ("ab c", "a bc", "AB C."))
+    assert keys[a] != keys[b] and keys[a] == keys[c]
+
+
+def test_rowwise_isin_matches_a_loop_and_never_matches_padding():
+    rng = np.random.default_rng(0)
+    values = rng.integers(-1, 30, size=(50, 12))
+    allowed = [list(rng.choice(30, size=rng.integers(0, 5), replace=False)) for _ in range(50)]
+    expected = np.array([[v in set(a) for v in row] for row, a in zip(values, allowed)])
+    assert (rowwise_isin(values, allowed) == expected).all()
+    assert not rowwise_isin(np.array([[-1, -1]]), [[0]]).any()
+    with pytest.raises(ValueError, match="2 rows of ids for 1 rows"):
+        rowwise_isin(np.array([[1]]), [[1], [2]])
+
+
+def test_text_keys_and_ids_decide_like_texts_and_sets():
+    """The engine passes integer keys and positions; the result equals the texts-and-sets path."""
+    rng = np.random.default_rng(3)
+    corpus = [f"Doc {i % 17}." if i % 3 else f"doc  {i % 17}" for i in range(60)]
+    ids = rng.integers(0, 60, size=(20, 9))
+    ids[:, -2:] = -1  # padding
+    valid = ids >= 0
+    positives = [list(rng.choice(60, size=rng.integers(1, 4), replace=False)) for _ in range(20)]
+    scores = np.where(valid, rng.random((20, 9)), -np.inf)
+    flt = PositiveAwareFilter(relative_margin=0.05)
+    by_text = flt(scores, [0.9] * 20, valid=valid, positive_ids=[set(p) for p in positives],
+                  candidate_ids=[list(r) for r in ids],
+                  candidate_texts=[[corpus[d] if d >= 0 else None for d in r] for r in ids],
+                  positive_texts=[[corpus[d] for d in p] for p in positives])
+    keys = text_keys(corpus)
+    by_key = flt(scores, [0.9] * 20, valid=valid, positive_ids=positives, candidate_ids=ids,
+                 candidate_text_keys=np.where(valid, keys[np.maximum(ids, 0)], -1),
+                 positive_text_keys=[keys[p] for p in positives])
+    assert (by_text.reasons == by_key.reasons).all() and by_text.removed == by_key.removed
+    assert by_key.removed.get("duplicate_text", 0) > 0 and by_key.removed.get("positive_id", 0) > 0
 
 
 def test_batch_matches_rows_and_respects_padding():
