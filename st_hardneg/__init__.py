@@ -11,6 +11,7 @@ The public API:
 - :class:`PositiveAwareFilter`: NV-Retriever's false-negative rules, under sentence-transformers' names;
 - :class:`MiningDataCollator`: negatives drawn per batch inside ``SentenceTransformerTrainer``;
 - :func:`eci_score`, :class:`ECICallback`: judge negatives before and during training;
+- :func:`audit_labels`, :class:`LabelAudit`: likely missing and wrong relevance labels (:mod:`st_hardneg.audit`);
 - :func:`push_dataset`, :func:`push_model`, :func:`load_resolved`, :class:`HubPushError`: publish with honest cards;
 - :func:`load_data`, :func:`load_beir`, :func:`load_mined`, :func:`resolve_ids`, :func:`sample_data_path`,
   :func:`load_model`, :class:`DataError`, :class:`OptionError`: inputs and outputs.
@@ -33,6 +34,8 @@ _EXPORTS = {
     "MiningDataCollator": "collator",
     "ECICallback": "callbacks",
     "eci_score": "eci",
+    "audit_labels": "audit",
+    "LabelAudit": "audit",
     "push_dataset": "hub",
     "push_model": "hub",
     "HubPushError": "hub",
@@ -50,6 +53,7 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:  # re-exports for type checkers and IDEs; the runtime path is __getattr__
+    from .audit import LabelAudit, audit_labels
     from .beir import load_beir
     from .callbacks import ECICallback
     from .collator import MiningDataCollator

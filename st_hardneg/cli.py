@@ -80,6 +80,11 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--relevance-threshold", type=float, default=0.0,
                    help="BEIR qrels: a judgment is a positive when its score is strictly above this (scores are "
                         "read as numbers, so graded 0.5 counts; with TREC grades 0/1/2, 1 keeps only grade 2)")
+    g.add_argument("--relabel", default=None, metavar="AUDIT",
+                   help="apply a label audit (the folder `st-hardneg audit` wrote) before mining: likely missing "
+                        "positives become positives, likely wrong ones are dropped")
+    g.add_argument("--relabel-threshold", type=float, default=None,
+                   help="confidence at which the audit's flags apply (default: the audit's --threshold)")
     g = p.add_argument_group("model and candidates")
     g.add_argument("--model", default=None,
                    help="SentenceTransformer name or path for dense retrieval and default scoring "
@@ -212,7 +217,8 @@ def _run_mine(args: argparse.Namespace) -> int:
     result = mine(args.data or sample_data_path(), args.model, teacher=teachers, split=args.split,
                   corpus=args.corpus, anchor_column_name=args.anchor_column_name,
                   positive_column_name=args.positive_column_name, missing_positives=args.missing_positives,
-                  relevance_threshold=args.relevance_threshold, **settings)
+                  relevance_threshold=args.relevance_threshold, relabel=args.relabel,
+                  relabel_threshold=args.relabel_threshold, **settings)
     dataset = result.save(args.output, file_format=args.file_format, overwrite=args.overwrite)
     print(result)
     print(f"\nwrote {len(dataset):,} rows ({result.config['output_format']}) to {args.output}")
@@ -452,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", help="run `st-hardneg COMMAND --help`")
     _add_mine(sub)
+    from .audit.cli import add_audit
+
+    add_audit(sub)
     _add_eci(sub)
     _add_push(sub)
     env = sub.add_parser("env", help="print versions of st-hardneg and its dependencies (for bug reports)")

@@ -219,6 +219,8 @@ def mine(
     cache_folder: str | None = None,
     verbose: bool = True,
     backend: str = "torch",
+    relabel: Any = None,
+    relabel_threshold: float | None = None,
     **deprecated: Any,
 ) -> MiningResult:
     """Mine hard negatives for (query, positive) pairs; the full API behind :func:`mine_hard_negatives`.
@@ -291,6 +293,13 @@ def mine(
             :func:`~st_hardneg.load_model`; the export is cached beside the embedding cache). A
             quantised model gives different embeddings: the backend is part of the cache key and of
             the provenance. Defaults to "torch".
+        relabel (LabelAudit | str | None): A label audit (:func:`st_hardneg.audit.audit_labels`, or
+            the folder ``st-hardneg audit`` wrote) whose corrections apply before mining: a likely
+            missing positive becomes an extra positive (a row of its own, and a negative of no row
+            of its query) instead of only being filtered out; a likely wrong positive is dropped.
+            Recorded in the provenance. Defaults to None.
+        relabel_threshold (float | None): Confidence at which the audit's flags apply; defaults to
+            the audit's own threshold.
 
     Returns:
         MiningResult: rows in id form, statistics and the configuration; ``.to_dataset()`` renders it.
@@ -338,11 +347,21 @@ def mine(
                      anchor_column_name=old.get("anchor_column_name", anchor_column_name),
                      positive_column_name=old.get("positive_column_name", positive_column_name),
                      missing_positives=missing_positives, relevance_threshold=relevance_threshold)
+    audit = None
+    if relabel is not None:
+        from .audit import LabelAudit
+
+        audit = relabel if isinstance(relabel, LabelAudit) else LabelAudit.load(relabel)
+        data = audit.corrected_data(data, relabel_threshold)
+        logger.info("relabelled by the audit: %s", data.source)
     most = max(len(p) for p in data.positives_by_query().values())
     if not settings.include_positives and len(data.corpus_texts) - most < settings.num_negatives:
         raise DataError(f"{data.source}: the corpus has {len(data.corpus_texts)} documents, too few to find "
                         f"{settings.num_negatives} negatives for a query with {most} positives")
-    return run(data, model, settings, started=started)
+    result = run(data, model, settings, started=started)
+    if audit is not None:
+        result.config["audit"] = audit.provenance(relabel_threshold)
+    return result
 
 
 def run(

@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+from conftest import slice_data
 
 from st_hardneg import PositiveAwareFilter, mine
 from st_hardneg.candidates import DenseRetriever
 from st_hardneg.filters import normalize_text
 from st_hardneg.pools import _kept, corpus_text_keys
-
-from conftest import slice_data
 
 
 def kept_one_query(scores, keep, docs, corpus, keep_at_most):
@@ -52,7 +51,7 @@ def test_batched_pools_equal_the_one_query_definition(keep_at_most):
 
 def test_widened_queries_get_the_candidates_a_fresh_search_gives(scifact, model, cache_dir, monkeypatch):
     """The exact index searches a widened query once and slices; a fresh search per window gives the same rows."""
-    import st_hardneg.pools as pools
+    from st_hardneg import pools
 
     calls = []
     real_search = DenseRetriever.search
@@ -63,8 +62,8 @@ def test_widened_queries_get_the_candidates_a_fresh_search_gives(scifact, model,
 
     monkeypatch.setattr(DenseRetriever, "search", counted)
     data = slice_data(scifact, 40, 400)
-    kwargs = dict(filter=PositiveAwareFilter(relative_margin=0.05), num_negatives=4, range_max=4,
-                  cache_folder=cache_dir, verbose=False, sampling_strategy="sampled", seed=7)
+    kwargs = {"filter": PositiveAwareFilter(relative_margin=0.05), "num_negatives": 4, "range_max": 4,
+              "cache_folder": cache_dir, "verbose": False, "sampling_strategy": "sampled", "seed": 7}
     fast = mine(data, model, **kwargs)
     fast_calls, calls[:] = list(calls), []
     monkeypatch.setattr(pools, "_is_exact_dense", lambda source: False)
@@ -78,7 +77,7 @@ def test_widened_queries_get_the_candidates_a_fresh_search_gives(scifact, model,
 
 
 def test_text_keys_are_cached_beside_the_embeddings_and_a_bad_file_is_redone(tmp_path, monkeypatch, caplog):
-    import st_hardneg.pools as pools
+    from st_hardneg import pools
 
     corpus = ["A b.", "a  B", "c", "Ç", "d"]
     first = corpus_text_keys(corpus, tmp_path)
