@@ -294,10 +294,12 @@ def main(argv=None) -> None:
         clean = load_beir(Path(args.data) / ds, "train")
         noisy, removed, added = inject_noise(clean, args.noise, args.seed)
         kw = dict(teacher=[teacher], k=args.k, cache_folder=args.cache_folder, seed=args.seed, verbose=True)
-        evidence, _ = _gathered(Path(args.evidence_cache) / f"{ds}-noisy-k{args.k}-seed{args.seed}.pkl",
+        # Everything that changes the evidence is in the file name.
+        tag = f"k{args.k}-len{args.max_seq_length}-{Path(args.teacher).name}"
+        evidence, _ = _gathered(Path(args.evidence_cache) / f"{ds}-noisy{args.noise}-seed{args.seed}-{tag}.pkl",
                                 lambda data=noisy, kw=kw: gather_evidence(data, student, **kw))
         synthetic = evaluate(evidence, removed, added, args)
-        evidence, names = _gathered(Path(args.evidence_cache) / f"{ds}-clean-k{args.k}.pkl",
+        evidence, names = _gathered(Path(args.evidence_cache) / f"{ds}-clean-{tag}.pkl",
                                     lambda data=clean, kw=kw: gather_evidence(data, student, **kw))
         results[ds] = {"synthetic": synthetic, "real": real_flags(evidence, names, args, args.top)}
         print(f"{ds}: done in {(time.perf_counter() - started) / 60:.1f} min", flush=True)

@@ -339,6 +339,8 @@ def mine(
         use_multi_process=use_multi_process, cache_folder=old.get("cache_folder", cache_folder),
         verbose=old.get("verbose", verbose), backend=backend,
     )
+    if relabel_threshold is not None and relabel is None:
+        raise OptionError("relabel_threshold needs relabel (a label audit, or the folder `st-hardneg audit` wrote)")
     if missing_positives not in ("skip", "error"):
         raise OptionError(f"unknown missing_positives {missing_positives!r}; use 'skip' or 'error'")
     check_relevance_threshold(relevance_threshold)
@@ -347,11 +349,12 @@ def mine(
                      anchor_column_name=old.get("anchor_column_name", anchor_column_name),
                      positive_column_name=old.get("positive_column_name", positive_column_name),
                      missing_positives=missing_positives, relevance_threshold=relevance_threshold)
-    audit = None
+    audit, audit_record = None, None
     if relabel is not None:
         from .audit import LabelAudit
 
         audit = relabel if isinstance(relabel, LabelAudit) else LabelAudit.load(relabel)
+        audit_record = audit.provenance(relabel_threshold, data=data)
         data = audit.corrected_data(data, relabel_threshold)
         logger.info("relabelled by the audit: %s", data.source)
     most = max(len(p) for p in data.positives_by_query().values())
@@ -359,8 +362,8 @@ def mine(
         raise DataError(f"{data.source}: the corpus has {len(data.corpus_texts)} documents, too few to find "
                         f"{settings.num_negatives} negatives for a query with {most} positives")
     result = run(data, model, settings, started=started)
-    if audit is not None:
-        result.config["audit"] = audit.provenance(relabel_threshold)
+    if audit_record is not None:
+        result.config["audit"] = audit_record
     return result
 
 

@@ -227,10 +227,14 @@ def test_the_card_of_a_relabelled_dataset_reports_the_audit(audit, planted, mode
                  relabel_threshold=0.9, output_format="n-tuple")
     record = fixed.provenance("n-tuple")["st_hardneg"]
     text = DatasetCard(str(render_dataset_card(record, "tester/hn", columns=["anchor", "positive"]))).text
-    added, removed = audit.corrections(0.9)
+    changes = audit.provenance(0.9, data=data)
+    assert changes == record["config"]["audit"]
     assert "## Label audit" in text and "Flags with confidence ≥ 0.9 were applied" in text
-    assert f"| {audit.summary()['missing']['flags']} | {len(added)} added as positives |" in text
-    assert f"| {audit.summary()['wrong']['flags']} | {len(removed)} removed |" in text
+    assert f"| {audit.summary()['missing']['flags']} | {changes['added_positives']} added as positives |" in text
+    assert f"| {audit.summary()['wrong']['flags']} | {changes['removed_positives']} removed |" in text
+    assert changes["added_positives"] >= 1 and changes["removed_positives"] >= 1
+    if changes["kept_last_positive"]:
+        assert "would have removed a query's last positive" in text
     plain = mine(data, model, num_negatives=2, cache_folder=cache_dir, verbose=False, output_format="n-tuple")
     plain_text = str(render_dataset_card(plain.provenance("n-tuple")["st_hardneg"], "tester/hn", columns=["a"]))
     assert "Label audit" not in plain_text
@@ -264,3 +268,58 @@ def test_cli_audit_writes_its_files_and_mine_relabels_from_them(tmp_path):
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
         (f"st-hardneg: error: {tmp_path / 'nowhere'}: no label audit here (expected a folder with audit.json, "
          "written by `st-hardneg audit`)")]
+
+
+def test_too_few_queries_to_calibrate_gives_no_confidence_and_changes_nothing(caplog):
+    ev = tiny_evidence()
+    one = lay_out(ev.data, ["student"], [0], np.array([[3, 0, 4, -1]]), [np.array([[0.95, 0.9, 0.5, -np.inf]])],
+                  [[np.array([0.9, 0.8, 0.3])]], None, k=4)
+    with caplog.at_level("WARNING"):
+        audit = judge(one, margin=0.05, wrong_rank=1, min_votes=1)
+    assert audit.flags and all(np.isnan(f["confidence"]) for f in audit.flags)
+    assert "have no confidence" in caplog.text
+    assert audit.corrections(threshold=0.0) == ([], [])
+
+
+def test_a_query_keeps_its_last_positive_and_the_counts_are_the_real_changes(scifact):
+    q, d = scifact.pairs[0]
+    only = [p for p in scifact.pairs if p[0] == q]
+    assert len(only) == 1, "the sample's first query has one positive"
+    other = next(i for i in range(len(scifact.corpus_ids)) if i != d)
+    flag = {"query_id": scifact.query_ids[q], "confidence": 0.99, "reason": "r", "votes": 1, "scores": [0.1],
+            "ranks": [50], "positive_scores": [None]}
+    wrong = {**flag, "kind": "wrong", "doc_id": scifact.corpus_ids[d]}
+    audit = LabelAudit([wrong], {"student": "m"}, {}, {"c": 0.5}, {"queries": 1, "positives": 1, "candidates": 1},
+                       data=scifact)
+    fixed = audit.corrected_data()
+    assert (q, d) in fixed.pairs and fixed.skipped["wrong-label flags not applied: the query's last positive"] == 1
+    assert audit.provenance()["removed_positives"] == 0 and audit.provenance()["kept_last_positive"] == 1
+    # With a missing label added to the same query, the wrong one can go; duplicates count once.
+    missing = {**flag, "kind": "missing", "doc_id": scifact.corpus_ids[other]}
+    audit.flags = [wrong, missing, dict(missing)]
+    fixed = audit.corrected_data()
+    assert (q, d) not in fixed.pairs and (q, other) in fixed.pairs
+    record = audit.provenance()
+    assert (record["added_positives"], record["removed_positives"], record["kept_last_positive"]) == (1, 1, 0)
+    unknown = {**missing, "doc_id": "no-such-doc"}
+    audit.flags = [unknown]
+    with pytest.raises(DataError, match="flags document id 'no-such-doc', which this corpus does not have"):
+        audit.corrected_data()
+
+
+def test_empty_review_files_and_incomplete_records_are_clear(tmp_path, scifact):
+    audit = LabelAudit([], {"student": "m", "teacher": "t"}, {}, {"c": 0.5},
+                       {"queries": 1, "positives": 1, "candidates": 0}, data=scifact)
+    audit.write_review(tmp_path / "r.csv")
+    header = (tmp_path / "r.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert "teacher rank" in header and "student score" in header
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "audit.json").write_text(json.dumps({"format": "st-hardneg label audit", "flags": []}),
+                                               encoding="utf-8")
+    with pytest.raises(DataError, match=r"audit.json: the audit record lacks \['models'"):
+        LabelAudit.load(tmp_path / "a")
+
+
+def test_relabel_threshold_without_an_audit_is_a_usage_error(scifact, model):
+    with pytest.raises(OptionError, match="relabel_threshold needs relabel"):
+        mine(scifact, model, relabel_threshold=0.5, verbose=False)

@@ -35,14 +35,16 @@ def features(evidence: Evidence, models: Sequence[int]) -> tuple[np.ndarray, lis
     cols, names = [], []
     query = evidence.query
     unlabelled = (~evidence.labelled).astype(np.float64)
-    counts = np.maximum(np.bincount(query, weights=unlabelled, minlength=query.max() + 1 if len(query) else 0), 1)
+    counts = np.bincount(query, weights=unlabelled, minlength=query.max() + 1 if len(query) else 0)
     for m in models:
         s = evidence.scores[m]
         name = evidence.models[m]
-        mean = np.bincount(query, weights=s * unlabelled) / counts
-        var = np.bincount(query, weights=s * s * unlabelled) / counts - mean ** 2
+        mean = np.bincount(query, weights=s * unlabelled) / np.maximum(counts, 1)
+        var = np.bincount(query, weights=s * s * unlabelled) / np.maximum(counts, 1) - mean ** 2
         sd = np.sqrt(np.maximum(var, 1e-12))
-        cols += [s, (s - mean[query]) / sd[query], np.log1p(evidence.above[m].astype(np.float64))]
+        # A query with fewer than two candidates has no spread to standardise by: its z-scores are 0.
+        z = np.where(counts[query] >= 2, (s - mean[query]) / sd[query], 0.0)
+        cols += [s, z, np.log1p(evidence.above[m].astype(np.float64))]
         names += [f"{name}: score", f"{name}: z-score among the candidates", f"{name}: log(1 + candidates above)"]
     return np.column_stack(cols), names
 
@@ -59,6 +61,9 @@ def labelled_probability(x: np.ndarray, labelled: np.ndarray, groups: np.ndarray
             gets a prediction.
         folds: Cross-fitting folds (at most the number of queries).
         seed: Shuffles queries into folds.
+
+    A fold whose training part lacks labelled or unlabelled rows cannot be fit (too few queries):
+    its rows get NaN, never a made-up probability.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -79,12 +84,13 @@ def labelled_probability(x: np.ndarray, labelled: np.ndarray, groups: np.ndarray
         if not test.any():
             continue
         if labelled[fit].all() or not labelled[fit].any():
-            g[test] = labelled[fit].mean() if fit.any() else 0.0
+            g[test] = np.nan
             continue
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
         clf.fit(x[fit], labelled[fit])
         g[test] = clf.predict_proba(x[test])[:, 1]
-    return g, float(np.clip(g[labelled & train].mean(), 1e-6, 1.0))
+    known = labelled & train & ~np.isnan(g)
+    return g, float(np.clip(g[known].mean(), 1e-6, 1.0)) if known.any() else float("nan")
 
 
 def relevance_probability(g: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:

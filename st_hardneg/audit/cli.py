@@ -25,6 +25,8 @@ def add_audit(sub: argparse._SubParsersAction) -> None:
                                                 "(default: the embedded SciFact sample)")
     p.add_argument("--split", default="train", help="qrels split of a BEIR folder, or split of a Hub dataset")
     p.add_argument("--corpus", default=None, help="separate corpus for a dataset of pairs")
+    p.add_argument("--relevance-threshold", type=float, default=0.0,
+                   help="BEIR qrels: a judgment is a positive when its score is strictly above this (as for mine)")
     p.add_argument("--model", default=None, help="the mining model (default: all-MiniLM-L6-v2)")
     p.add_argument("--teacher", action="append", default=None,
                    help="teacher model name or path; repeat for a second teacher (a third vote)")
@@ -68,6 +70,7 @@ def run_audit(args: argparse.Namespace) -> int:
             check_output(target, overwrite=args.overwrite, inputs=inputs)
     audit = audit_labels(
         args.data or sample_data_path(), args.model, teacher=args.teacher, split=args.split, corpus=args.corpus,
+        relevance_threshold=args.relevance_threshold,
         k=args.k, margin=args.margin, wrong_rank=args.wrong_rank, far=args.far,
         outlier_threshold=args.outlier_threshold, min_votes=args.min_votes, threshold=args.threshold,
         retriever=args.retriever, batch_size=args.batch_size, max_seq_length=args.max_seq_length,

@@ -24,6 +24,9 @@ def audit_labels(
     teacher: Any = None,
     split: str = "train",
     corpus: Any = None,
+    anchor_column_name: str | None = None,
+    positive_column_name: str | None = None,
+    relevance_threshold: float = 0.0,
     k: int = 100,
     margin: float = 0.05,
     wrong_rank: int = 10,
@@ -67,6 +70,8 @@ def audit_labels(
         teacher: A teacher (bi-encoder or cross-encoder, object or name) or a list of teachers.
         split: BEIR split.
         corpus: Extra corpus documents for a dataset of pairs.
+        anchor_column_name, positive_column_name, relevance_threshold: How the labels are read, as in
+            :func:`st_hardneg.mine` (audit the label set you mine with).
         k (int): Candidates per query. Defaults to 100.
         margin (float): Relative margin of the missing-label rule. Defaults to 0.05.
         wrong_rank (int): Unlabelled candidates that must outscore a positive for a vote. Defaults to 10.
@@ -105,7 +110,9 @@ def audit_labels(
                                   or not 1 <= min_votes <= 1 + len(teachers)):
         raise OptionError(f"min_votes must be between 1 and the number of models ({1 + len(teachers)}), "
                           f"got {min_votes!r}")
-    evidence, names = gather_evidence(dataset, model, teacher=teachers, split=split, corpus=corpus, k=k,
+    evidence, names = gather_evidence(dataset, model, teacher=teachers, split=split, corpus=corpus,
+                                      anchor_column_name=anchor_column_name, positive_column_name=positive_column_name,
+                                      relevance_threshold=relevance_threshold, k=k,
                                       retriever=retriever, batch_size=batch_size, max_seq_length=max_seq_length,
                                       backend=backend, cache_folder=cache_folder, seed=seed, verbose=verbose)
     audit = judge(evidence, margin=margin, wrong_rank=wrong_rank, far=far, outlier_threshold=outlier_threshold,
@@ -122,6 +129,9 @@ def gather_evidence(
     teacher: Any = None,
     split: str = "train",
     corpus: Any = None,
+    anchor_column_name: str | None = None,
+    positive_column_name: str | None = None,
+    relevance_threshold: float = 0.0,
     k: int = 100,
     retriever: str = "dense",
     batch_size: int = 32,
@@ -140,7 +150,8 @@ def gather_evidence(
     from ..sources import load_data
     from ..teachers import BiEncoderScorer, make_scorer
 
-    data = load_data(dataset, split=split, corpus=corpus)
+    data = load_data(dataset, split=split, corpus=corpus, anchor_column_name=anchor_column_name,
+                     positive_column_name=positive_column_name, relevance_threshold=relevance_threshold)
     st_model = load_model(model, max_seq_length, backend=backend, cache_folder=cache_folder)
     embedder = Embedder(st_model, batch_size=batch_size, cache_dir=cache_folder, show_progress=verbose)
     source = build_retriever(retriever, embedder, show_progress=verbose)
@@ -148,7 +159,7 @@ def gather_evidence(
     scorers = [BiEncoderScorer(embedder)] + [
         make_scorer(t, batch_size=batch_size, cache_dir=cache_folder, show_progress=verbose, backend=backend)
         for t in teachers]
-    for scorer in scorers[1:]:
+    for scorer in scorers:
         if isinstance(scorer, BiEncoderScorer):
             # The whole corpus once: its cache entry serves every later audit, whatever candidates it scores.
             scorer.embedder.encode(data.corpus_texts, "document")
@@ -201,15 +212,20 @@ def judge(evidence: Evidence, *, models: Sequence[int] | None = None, margin: fl
             reasons.append(f"embedding outlier among the query's positives (z {z[i]:.1f})")
         flags.append(_flag(evidence, use, i, "wrong", float(1 - p_relevant[i]), "; ".join(reasons), int(wrong[i]),
                            -float(order_relevant[i])))
+    uncalibrated = sum(f["confidence"] != f["confidence"] for f in flags)  # NaN: see labelled_probability
+    if uncalibrated:
+        logger.warning("%d flags have no confidence (too few queries to calibrate on); they are listed last and "
+                       "never applied", uncalibrated)
     # Clipping ties confident flags at 1.0; the classifier's own output keeps their order.
-    flags.sort(key=lambda f: (-f["confidence"], -f.pop("_order"), f["kind"], f["query_id"], f["doc_id"]))
+    flags.sort(key=lambda f: (f["confidence"] != f["confidence"], -np.nan_to_num(f["confidence"]),
+                              -np.nan_to_num(f.pop("_order")), f["kind"], f["query_id"], f["doc_id"]))
     stats = {"queries": len(evidence.query_order), "positives": int(evidence.labelled.sum()),
              "candidates": int((~evidence.labelled).sum())}
-    calibration = {"method": "positive-unlabelled logistic regression (Elkan and Noto 2008), 5 folds by query",
+    calibration = {"method": "positive-unlabelled logistic regression (Elkan and Noto 2008), cross-fitted by query",
                    "c": scores["c"], "features": scores["features"]}
     settings = {"margin": margin, "wrong_rank": wrong_rank, "far": far, "outlier_threshold": outlier_threshold,
                 "min_votes": votes_needed, "seed": seed}
-    return LabelAudit(flags, {r: r for r in roles}, settings, calibration, stats, threshold, data)
+    return LabelAudit(flags, {r: r for r in roles}, settings, calibration, stats, threshold, data, data.source)
 
 
 def score_items(evidence: Evidence, *, models: Sequence[int], margin: float = 0.05, wrong_rank: int = 10,

@@ -35,6 +35,8 @@ class LabelAudit:
         stats: Counts of what was examined.
         threshold: Default confidence for :meth:`corrected_data` and :meth:`write_qrels`.
         data: The audited data (None for an audit read back with :meth:`load`).
+        source: The audited data's description (``MiningData.source``); applying the audit to other
+            data logs a warning.
     """
 
     flags: list[dict[str, Any]]
@@ -44,6 +46,7 @@ class LabelAudit:
     stats: dict[str, Any]
     threshold: float = 0.5
     data: MiningData | None = field(default=None, repr=False)
+    source: str | None = None
 
     # -- summaries ---------------------------------------------------------------------------
     def summary(self, threshold: float | None = None) -> dict[str, Any]:
@@ -90,6 +93,9 @@ class LabelAudit:
         doc_text = dict(zip(self.data.corpus_ids, self.data.corpus_texts))
         rows = []
         for f in self.flags:
+            if f["query_id"] not in query_text or f["doc_id"] not in doc_text:
+                raise DataError(f"{self.data.source}: the audit flags ({f['query_id']!r}, {f['doc_id']!r}), "
+                                "which this data does not have")
             row = {"kind": f["kind"], "confidence": round(f["confidence"], 4), "reason": f["reason"],
                    "votes": f"{f['votes']}/{len(self.models)}", "query_id": f["query_id"], "doc_id": f["doc_id"],
                    "query": _cut(query_text[f["query_id"]], max_chars), "document": _cut(doc_text[f["doc_id"]], max_chars)}
@@ -111,7 +117,8 @@ class LabelAudit:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         elif path.suffix == ".csv":
             columns = list(rows[0]) if rows else ["kind", "confidence", "reason", "votes", "query_id", "doc_id",
-                                                  "query", "document"]
+                                                  "query", "document"] + [
+                f"{role} {what}" for role in self.models for what in ("score", "rank", "other positive")]
             with path.open("w", encoding="utf-8", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=columns)
                 writer.writeheader()
@@ -131,12 +138,19 @@ class LabelAudit:
     def corrected_data(self, data: MiningData | None = None, threshold: float | None = None) -> MiningData:
         """``data`` (default: the audited data) with likely missing positives added and likely wrong ones removed.
 
-        A query left with no positive is dropped and counted in ``skipped``; an added positive
-        becomes a row of its own, and a negative of no row of its query.
+        An added positive becomes a row of its own, and a negative of no row of its query. A query's
+        last positive is never removed (unless a positive is added to it): the query would leave the
+        data; such removals are counted in ``skipped``.
         """
+        return self._apply(data, threshold)[0]
+
+    def _apply(self, data: MiningData | None, threshold: float | None) -> tuple[MiningData, dict[str, int]]:
         data = data if data is not None else self.data
         if data is None:
             raise ValueError("pass the data to correct: this audit was read back without it")
+        if self.source and data.source != self.source and not data.source.startswith(self.source):
+            logger.warning("the audit was made on %s, and is applied to %s: flags whose ids match are applied",
+                           self.source, data.source)
         added, removed = self.corrections(threshold)
         q_index = {q: i for i, q in enumerate(data.query_ids)}
         d_index = {d: i for i, d in enumerate(data.corpus_ids)}
@@ -145,20 +159,29 @@ class LabelAudit:
                 raise DataError(f"{data.source}: the audit flags query id {q!r}, which this data does not have")
             if d not in d_index:
                 raise DataError(f"{data.source}: the audit flags document id {d!r}, which this corpus does not have")
-        drop = {(q_index[q], d_index[d]) for q, d in removed}
-        pairs = [p for p in data.pairs if p not in drop]
-        have = set(pairs)
-        for q, d in added:
-            pair = (q_index[q], d_index[d])
-            if pair not in have:
-                pairs.append(pair)
-                have.add(pair)
+        have = set(data.pairs)
+        new = list(dict.fromkeys(p for p in ((q_index[q], d_index[d]) for q, d in added) if p not in have))
+        drop = {(q_index[q], d_index[d]) for q, d in removed} & have
+        left: dict[int, int] = {}
+        for q, _ in dict.fromkeys(data.pairs):
+            left[q] = left.get(q, 0) + 1
+        for q, _ in new:
+            left[q] = left.get(q, 0) + 1
+        kept_last = 0
+        for q, d in sorted(drop):
+            if left[q] > 1:
+                left[q] -= 1
+            else:  # the query's last positive: kept
+                drop.discard((q, d))
+                kept_last += 1
+        pairs = [p for p in data.pairs if p not in drop] + new
         skipped = dict(data.skipped)
-        lost = {q for q, _ in data.pairs} - {q for q, _ in pairs}
-        if lost:
-            skipped["all positives removed by the audit"] = len(lost)
-        return MiningData(data.corpus_ids, data.corpus_texts, data.query_ids, data.query_texts, pairs,
-                          f"{data.source} (audited: +{len(added)} -{len(removed)})", skipped, data.columns)
+        if kept_last:
+            skipped["wrong-label flags not applied: the query's last positive"] = kept_last
+        changes = {"added_positives": len(new), "removed_positives": len(drop), "kept_last_positive": kept_last}
+        fixed = MiningData(data.corpus_ids, data.corpus_texts, data.query_ids, data.query_texts, pairs,
+                           f"{data.source} (audited: +{len(new)} -{len(drop)})", skipped, data.columns)
+        return fixed, changes
 
     def write_qrels(self, path: str | os.PathLike, threshold: float | None = None) -> Path:
         """The corrected labels as a BEIR qrels file (``query-id  corpus-id  score``, score 1)."""
@@ -187,12 +210,12 @@ class LabelAudit:
         self.write_qrels(folder / "qrels" / f"{split}.tsv", threshold)
         return folder
 
-    def provenance(self, threshold: float | None = None) -> dict[str, Any]:
-        """What a dataset mined from corrected labels records: settings, summary and the corrections made."""
-        added, removed = self.corrections(threshold)
+    def provenance(self, threshold: float | None = None, data: MiningData | None = None) -> dict[str, Any]:
+        """What a dataset mined from corrected labels records: settings, summary and the corrections made to ``data``."""
+        changes = self._apply(data, threshold)[1]
         summary = self.summary(threshold)
         return {"settings": dict(self.settings), "models": dict(self.models), "threshold": summary["threshold"],
-                "added_positives": len(added), "removed_positives": len(removed),
+                **changes,
                 "flags": {k: summary[k]["flags"] for k in KINDS}, "queries": summary["queries"],
                 "positives": summary["positives"], "calibration": summary["calibration"]}
 
@@ -203,7 +226,7 @@ class LabelAudit:
         folder.mkdir(parents=True, exist_ok=True)
         record = {"format": "st-hardneg label audit", "version": 1, "models": self.models, "settings": self.settings,
                   "calibration": self.calibration, "stats": self.stats, "threshold": self.threshold,
-                  "source": None if self.data is None else self.data.source, "flags": self.flags}
+                  "source": self.source or (None if self.data is None else self.data.source), "flags": self.flags}
         tmp = folder / ".audit.json.tmp"
         tmp.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
         os.replace(tmp, folder / "audit.json")
@@ -228,12 +251,17 @@ class LabelAudit:
             raise DataError(f"{file}: line {err.lineno}: not valid JSON ({err.msg})") from err
         if not isinstance(record, dict) or record.get("format") != "st-hardneg label audit":
             raise DataError(f"{file}: not a label audit written by st-hardneg")
+        lacking = [k for k in ("flags", "models", "settings", "calibration", "stats", "threshold") if k not in record]
+        if lacking or not isinstance(record["flags"], list):
+            raise DataError(f"{file}: the audit record lacks {lacking or ['a list of flags']}")
+        fields = {"kind", "query_id", "doc_id", "confidence", "reason", "votes", "scores", "ranks", "positive_scores"}
         for i, flag in enumerate(record["flags"]):
-            missing = {"kind", "query_id", "doc_id", "confidence"} - set(flag)
+            missing = fields - set(flag) if isinstance(flag, dict) else fields
             if missing or flag.get("kind") not in KINDS:
-                raise DataError(f"{file}: flag {i} lacks {sorted(missing)} or has an unknown kind {flag.get('kind')!r}")
+                raise DataError(f"{file}: flag {i} lacks {sorted(missing)} or has an unknown kind "
+                                f"{flag.get('kind') if isinstance(flag, dict) else flag!r}")
         return cls(record["flags"], record["models"], record["settings"], record["calibration"], record["stats"],
-                   record["threshold"], data)
+                   record["threshold"], data, record.get("source"))
 
     def _threshold(self, threshold: float | None) -> float:
         t = self.threshold if threshold is None else threshold
