@@ -293,7 +293,7 @@ def main(argv=None) -> None:
     for ds in args.datasets:
         clean = load_beir(Path(args.data) / ds, "train")
         noisy, removed, added = inject_noise(clean, args.noise, args.seed)
-        kw = dict(teacher=[teacher], k=args.k, cache_folder=args.cache_folder, seed=args.seed, verbose=True)
+        kw = {"teacher": [teacher], "k": args.k, "cache_folder": args.cache_folder, "verbose": True}
         # Everything that changes the evidence is in the file name.
         tag = f"k{args.k}-len{args.max_seq_length}-{Path(args.teacher).name}"
         evidence, _ = _gathered(Path(args.evidence_cache) / f"{ds}-noisy{args.noise}-seed{args.seed}-{tag}.pkl",

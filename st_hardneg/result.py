@@ -8,12 +8,14 @@ folder whose rows no longer match it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,9 +116,7 @@ class MiningResult:
         layout, scores = self._layout(output_format, output_scores)
         path = check_output(path, overwrite=overwrite)
         dataset = self.to_dataset(layout, scores)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.parent / f".{path.name}.partial-{os.getpid()}"
-        try:
+        with written_in_place(path) as partial:
             if file_format == "arrow":
                 dataset.save_to_disk(str(partial))
             else:
@@ -132,9 +132,6 @@ class MiningResult:
             sidecar = self.provenance(layout, scores)
             sidecar["st_hardneg"]["content"] = _content_record(partial, file_format, len(dataset))
             (partial / SIDECAR).write_text(json.dumps(sidecar, indent=2, sort_keys=True), encoding="utf-8")
-            _replace_folder(partial, path)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
         logger.info("saved %d rows (%s, %s) to %s", len(dataset), layout, file_format, path)
         return dataset
 
@@ -203,6 +200,21 @@ def _content_record(folder: Path, file_format: str, rows: int) -> dict:
                 digest.update(block)
     return {"file_format": file_format, "files": [f.name for f in files], "rows": rows,
             "sha256": digest.hexdigest()}
+
+
+@contextlib.contextmanager
+def written_in_place(path: Path) -> Iterator[Path]:
+    """A folder to write beside ``path`` (not yet created), moved to ``path`` once the block completes.
+
+    An interrupted write never leaves a half-written folder at ``path``, nor destroys an earlier one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.parent / f".{path.name}.partial-{os.getpid()}"
+    try:
+        yield partial
+        _replace_folder(partial, path)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _replace_folder(new: Path, path: Path) -> None:

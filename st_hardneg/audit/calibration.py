@@ -93,8 +93,10 @@ def labelled_probability(x: np.ndarray, labelled: np.ndarray, groups: np.ndarray
     return g, float(np.clip(g[known].mean(), 1e-6, 1.0)) if known.any() else float("nan")
 
 
-def relevance_probability(g: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
+def relevance_probability(g: np.ndarray, c: float, *, clip: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``P(relevant | x) = g / c`` and, for an unlabelled row, ``P(relevant | x, unlabelled) =
-    (1 - c) / c * g / (1 - g)`` (Elkan and Noto's weight), both clipped to [0, 1]."""
+    (1 - c) / c * g / (1 - g)`` (Elkan and Noto's weight), clipped to [0, 1] unless ``clip`` is False
+    (the raw values keep the order of rows that clip at 1)."""
     g = np.clip(np.asarray(g, dtype=np.float64), 0.0, 1.0 - 1e-12)
-    return np.clip(g / c, 0.0, 1.0), np.clip((1.0 - c) / c * g / (1.0 - g), 0.0, 1.0)
+    relevant, unlabelled = g / c, (1.0 - c) / c * g / (1.0 - g)
+    return (np.clip(relevant, 0.0, 1.0), np.clip(unlabelled, 0.0, 1.0)) if clip else (relevant, unlabelled)

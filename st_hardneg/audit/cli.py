@@ -76,15 +76,9 @@ def run_audit(args: argparse.Namespace) -> int:
         retriever=args.retriever, batch_size=args.batch_size, max_seq_length=args.max_seq_length,
         backend=args.backend, cache_folder=args.cache_folder, seed=args.seed, verbose=not args.quiet,
     )
-    if args.overwrite:
-        import shutil
-
-        for target in (args.output, args.write_corrected):
-            if target:
-                shutil.rmtree(target, ignore_errors=True)
-    folder = audit.save(args.output)
+    folder = audit.save(args.output, overwrite=args.overwrite)
     print(audit.table())
     print(f"\nwrote the review (review.jsonl, review.csv), summary.txt, qrels/corrected.tsv and audit.json to {folder}")
     if args.write_corrected:
-        print(f"wrote the corrected data (BEIR) to {audit.write_beir(args.write_corrected)}")
+        print(f"wrote the corrected data (BEIR) to {audit.write_beir(args.write_corrected, overwrite=args.overwrite)}")
     return 0

@@ -81,8 +81,8 @@ def lay_out(data: MiningData, models: Sequence[str], query_order: list[int], ind
         pos = positives[q]
         pos_set = set(pos)
         found = {int(d) for d in indices[row] if d >= 0}
-        cand = [int(d) for d in indices[row] if d >= 0 and int(d) not in pos_set]
         cand_cols = [j for j, d in enumerate(indices[row]) if d >= 0 and int(d) not in pos_set]
+        cand = [int(indices[row][j]) for j in cand_cols]
         q_of += [row] * (len(pos) + len(cand))
         d_of += pos + cand
         lab += [True] * len(pos) + [False] * len(cand)

@@ -106,15 +106,12 @@ def audit_labels(
     _check(k=k, margin=margin, wrong_rank=wrong_rank, far=far, outlier_threshold=outlier_threshold,
            threshold=threshold)
     teachers = teacher if isinstance(teacher, (list, tuple)) else ([] if teacher is None else [teacher])
-    if min_votes is not None and (isinstance(min_votes, bool) or not isinstance(min_votes, int)
-                                  or not 1 <= min_votes <= 1 + len(teachers)):
-        raise OptionError(f"min_votes must be between 1 and the number of models ({1 + len(teachers)}), "
-                          f"got {min_votes!r}")
+    _votes_needed(min_votes, 1 + len(teachers))  # checked before anything is encoded
     evidence, names = gather_evidence(dataset, model, teacher=teachers, split=split, corpus=corpus,
                                       anchor_column_name=anchor_column_name, positive_column_name=positive_column_name,
                                       relevance_threshold=relevance_threshold, k=k,
                                       retriever=retriever, batch_size=batch_size, max_seq_length=max_seq_length,
-                                      backend=backend, cache_folder=cache_folder, seed=seed, verbose=verbose)
+                                      backend=backend, cache_folder=cache_folder, verbose=verbose)
     audit = judge(evidence, margin=margin, wrong_rank=wrong_rank, far=far, outlier_threshold=outlier_threshold,
                   min_votes=min_votes, seed=seed, threshold=threshold)
     audit.models = names
@@ -138,12 +135,10 @@ def gather_evidence(
     max_seq_length: int | None = None,
     backend: str = "torch",
     cache_folder: str | None = None,
-    seed: int = 0,
     verbose: bool = True,
 ) -> tuple[Evidence, dict[str, str]]:
     """The engine's top-``k`` candidates of every query, scored by the mining model and each teacher, as
     :class:`~.evidence.Evidence`; and the models' names by role. Arguments as in :func:`audit_labels`."""
-    from ..candidates import DenseRetriever
     from ..embeddings import Embedder
     from ..models import load_model
     from ..pools import build_retriever, index_all, score_candidates
@@ -159,16 +154,15 @@ def gather_evidence(
     scorers = [BiEncoderScorer(embedder)] + [
         make_scorer(t, batch_size=batch_size, cache_dir=cache_folder, show_progress=verbose, backend=backend)
         for t in teachers]
-    for scorer in scorers:
+    # Every bi-encoder encodes the whole corpus once: its cache entry serves every later audit, whatever
+    # candidates it scores, and the mining model's vectors give the positive cosines.
+    corpus_emb = embedder.encode(data.corpus_texts, "document")
+    for scorer in scorers[1:]:
         if isinstance(scorer, BiEncoderScorer):
-            # The whole corpus once: its cache entry serves every later audit, whatever candidates it scores.
             scorer.embedder.encode(data.corpus_texts, "document")
     roles = ["student"] + ["teacher" if i == 0 else f"teacher {i + 1}" for i in range(len(teachers))]
     index_all(source, scorers, data.corpus_texts)
     scored = score_candidates(data, source, scorers, k)
-    corpus_emb = source.corpus_embeddings if isinstance(source, DenseRetriever) else None
-    if corpus_emb is None:
-        corpus_emb = embedder.encode(data.corpus_texts, "document")
     evidence = lay_out(data, roles, scored.query_order, scored.indices, scored.scores, scored.positive_scores,
                        corpus_emb, k)
     return evidence, dict(zip(roles, [embedder.label] + [s.name for s in scorers[1:]]))
@@ -179,15 +173,22 @@ def default_votes(n_models: int) -> int:
     return n_models if n_models <= 2 else n_models // 2 + 1
 
 
+def _votes_needed(min_votes: int | None, n_models: int) -> int:
+    """``min_votes`` checked against the number of models, or the default."""
+    if min_votes is None:
+        return default_votes(n_models)
+    if isinstance(min_votes, bool) or not isinstance(min_votes, (int, np.integer)) or not 1 <= min_votes <= n_models:
+        raise OptionError(f"min_votes must be between 1 and the number of models ({n_models}), got {min_votes!r}")
+    return int(min_votes)
+
+
 def judge(evidence: Evidence, *, models: Sequence[int] | None = None, margin: float = 0.05, wrong_rank: int = 10,
           far: float = 0.2, outlier_threshold: float = 3.5, min_votes: int | None = None, seed: int = 0,
           threshold: float = 0.5) -> LabelAudit:
     """Apply the rules and the calibration to gathered evidence; ``models`` picks a subset (by index),
     e.g. the student alone. Per-item votes and probabilities, flagged or not, come from :func:`score_items`."""
     use = list(range(len(evidence.models))) if models is None else list(models)
-    votes_needed = default_votes(len(use)) if min_votes is None else min_votes
-    if not 1 <= votes_needed <= len(use):
-        raise OptionError(f"min_votes must be between 1 and the number of models ({len(use)}), got {min_votes!r}")
+    votes_needed = _votes_needed(min_votes, len(use))
     scores = score_items(evidence, models=use, margin=margin, wrong_rank=wrong_rank, far=far,
                          outlier_threshold=outlier_threshold, seed=seed)
     within, above, wrong, z = (scores[k] for k in ("within", "above", "wrong", "outlier_z"))
@@ -218,7 +219,9 @@ def judge(evidence: Evidence, *, models: Sequence[int] | None = None, margin: fl
                        "never applied", uncalibrated)
     # Clipping ties confident flags at 1.0; the classifier's own output keeps their order.
     flags.sort(key=lambda f: (f["confidence"] != f["confidence"], -np.nan_to_num(f["confidence"]),
-                              -np.nan_to_num(f.pop("_order")), f["kind"], f["query_id"], f["doc_id"]))
+                              -np.nan_to_num(f["_order"]), f["kind"], f["query_id"], f["doc_id"]))
+    for flag in flags:
+        del flag["_order"]
     stats = {"queries": len(evidence.query_order), "positives": int(evidence.labelled.sum()),
              "candidates": int((~evidence.labelled).sum())}
     calibration = {"method": "positive-unlabelled logistic regression (Elkan and Noto 2008), cross-fitted by query",
@@ -246,8 +249,8 @@ def _calibrate(evidence: Evidence, models: Sequence[int], seed: int):
     x, names = features(evidence, models)
     g, c = labelled_probability(x, evidence.labelled, evidence.query, train=evidence.retrieved, seed=seed)
     relevant, missing = relevance_probability(g, c)
-    g = np.clip(g, 0.0, 1.0 - 1e-12)
-    return relevant, missing, g / c, (1 - c) / c * g / (1 - g), c, names
+    order_relevant, order_missing = relevance_probability(g, c, clip=False)
+    return relevant, missing, order_relevant, order_missing, c, names
 
 
 def _flag(evidence: Evidence, use: list[int], i: int, kind: str, confidence: float, reason: str, votes: int,

@@ -194,20 +194,25 @@ class LabelAudit:
                 fh.write(f"{data.query_ids[q]}\t{data.corpus_ids[d]}\t1\n")
         return path
 
-    def write_beir(self, folder: str | os.PathLike, threshold: float | None = None, split: str = "train") -> Path:
+    def write_beir(self, folder: str | os.PathLike, threshold: float | None = None, split: str = "train", *,
+                   overwrite: bool = False) -> Path:
         """The corrected data as a BEIR folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``):
-        what ``mine()``, ``MiningDataCollator``, the recipes and ``st-hardneg mine --data`` read."""
+        what ``mine()``, ``MiningDataCollator``, the recipes and ``st-hardneg mine --data`` read. Written
+        beside ``folder`` and moved into place; an existing non-empty folder needs ``overwrite``."""
+        from ..result import check_output, written_in_place
+
         data = self.corrected_data(threshold=threshold)
-        folder = Path(folder)
-        (folder / "qrels").mkdir(parents=True, exist_ok=True)
-        with (folder / "corpus.jsonl").open("w", encoding="utf-8") as fh:
-            for cid, text in zip(data.corpus_ids, data.corpus_texts):
-                fh.write(json.dumps({"_id": cid, "title": "", "text": text}, ensure_ascii=False) + "\n")
-        used = sorted({q for q, _ in data.pairs})
-        with (folder / "queries.jsonl").open("w", encoding="utf-8") as fh:
-            for q in used:
-                fh.write(json.dumps({"_id": data.query_ids[q], "text": data.query_texts[q]}, ensure_ascii=False) + "\n")
-        self.write_qrels(folder / "qrels" / f"{split}.tsv", threshold)
+        folder = check_output(folder, overwrite=overwrite)
+        with written_in_place(folder) as partial:
+            (partial / "qrels").mkdir(parents=True)
+            with (partial / "corpus.jsonl").open("w", encoding="utf-8") as fh:
+                for cid, text in zip(data.corpus_ids, data.corpus_texts):
+                    fh.write(json.dumps({"_id": cid, "title": "", "text": text}, ensure_ascii=False) + "\n")
+            with (partial / "queries.jsonl").open("w", encoding="utf-8") as fh:
+                for q in sorted({q for q, _ in data.pairs}):
+                    fh.write(json.dumps({"_id": data.query_ids[q], "text": data.query_texts[q]},
+                                        ensure_ascii=False) + "\n")
+            self.write_qrels(partial / "qrels" / f"{split}.tsv", threshold)
         return folder
 
     def provenance(self, threshold: float | None = None, data: MiningData | None = None) -> dict[str, Any]:
@@ -220,21 +225,26 @@ class LabelAudit:
                 "positives": summary["positives"], "calibration": summary["calibration"]}
 
     # -- persistence -------------------------------------------------------------------------
-    def save(self, folder: str | os.PathLike) -> Path:
-        """Write ``audit.json`` (everything :meth:`load` needs), the review files, the summary and the qrels."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+    def save(self, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write ``audit.json`` (everything :meth:`load` needs), the review files, the summary and the qrels.
+
+        The folder is written beside ``folder`` and moved into place when complete; an existing
+        non-empty folder needs ``overwrite``.
+        """
+        from ..result import check_output, written_in_place
+
+        folder = check_output(folder, overwrite=overwrite)
         record = {"format": "st-hardneg label audit", "version": 1, "models": self.models, "settings": self.settings,
                   "calibration": self.calibration, "stats": self.stats, "threshold": self.threshold,
                   "source": self.source or (None if self.data is None else self.data.source), "flags": self.flags}
-        tmp = folder / ".audit.json.tmp"
-        tmp.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(tmp, folder / "audit.json")
-        (folder / "summary.txt").write_text(self.table() + "\n", encoding="utf-8")
-        if self.data is not None:
-            self.write_review(folder / "review.jsonl")
-            self.write_review(folder / "review.csv")
-            self.write_qrels(folder / "qrels" / "corrected.tsv")
+        with written_in_place(folder) as partial:
+            partial.mkdir()
+            (partial / "audit.json").write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
+            (partial / "summary.txt").write_text(self.table() + "\n", encoding="utf-8")
+            if self.data is not None:
+                self.write_review(partial / "review.jsonl")
+                self.write_review(partial / "review.csv")
+                self.write_qrels(partial / "qrels" / "corrected.tsv")
         return folder
 
     @classmethod
