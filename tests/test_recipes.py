@@ -185,3 +185,49 @@ def test_capped_pairs_still_exclude_every_labelled_positive(scifact, tmp_path, c
     for row in mined:
         assert row["positive"] in positives[row["anchor"]]
         assert not {row["negative_1"], row["negative_2"]} & positives[row["anchor"]]
+
+
+def test_relabel_corrects_the_labels_before_mining_and_mine_only_stops_there(tiny_beir, tmp_path, cache_dir):
+    """--relabel turns an audited false negative into a positive row; --mine-only mines and trains nothing."""
+    import datasets
+
+    from st_hardneg import load_beir
+    from st_hardneg.audit import LabelAudit
+
+    common = ["--strategy", "dense-percpos", "--train", str(tiny_beir), "--eval", f"{tiny_beir}:train",
+              "--max-seq-length", "64", "--num-negatives", "2", "--cache-dir", str(cache_dir), "--mine-only"]
+    plain = run_recipe(*common, "--output", str(tmp_path / "plain"))
+    assert "eval" not in plain and "train_seconds" not in plain and not (tmp_path / "plain" / "checkpoints").exists()
+    mined = datasets.load_from_disk(str(tmp_path / "plain" / "mined"))
+    data = load_beir(tiny_beir, "train")
+    doc_id = dict(zip(data.corpus_texts, data.corpus_ids))
+    query_id = dict(zip(data.query_texts, data.query_ids))
+    row = mined[0]
+    flag = {"kind": "missing", "query_id": query_id[row["anchor"]], "doc_id": doc_id[row["negative_1"]],
+            "confidence": 0.95, "reason": "at or above the positive", "votes": 1, "scores": [0.9], "ranks": [1],
+            "positive_scores": [0.8]}
+    LabelAudit([flag], {"student": "m"}, {}, {"c": 0.5}, {"queries": 1, "positives": 1, "candidates": 1},
+               data=data).save(tmp_path / "audit")
+
+    fixed = run_recipe(*common, "--relabel", str(tmp_path / "audit"), "--relabel-threshold", "0.9",
+                       "--output", str(tmp_path / "fixed"))
+    assert fixed["audit"]["added_positives"] == 1 and fixed["audit"]["threshold"] == 0.9
+    relabelled = datasets.load_from_disk(str(tmp_path / "fixed" / "mined"))
+    assert len(relabelled) == len(mined) + 1
+    of_query = [r for r in relabelled if r["anchor"] == row["anchor"]]
+    assert row["negative_1"] in {r["positive"] for r in of_query}
+    assert all(row["negative_1"] not in (r["negative_1"], r["negative_2"]) for r in of_query)
+    # Above the flag's confidence, nothing changes.
+    same = run_recipe(*common, "--relabel", str(tmp_path / "audit"), "--relabel-threshold", "0.99",
+                      "--output", str(tmp_path / "same"))
+    assert same["audit"]["added_positives"] == 0 and same["mining"]["rows_sha256"] == plain["mining"]["rows_sha256"]
+
+
+def test_relabel_threshold_without_relabel_and_mine_only_without_mining_are_refused(tiny_beir, tmp_path, capsys):
+    out = ["--train", str(tiny_beir), "--output", str(tmp_path / "x")]
+    with pytest.raises(SystemExit):
+        run_recipe("--strategy", "dense-percpos", "--relabel-threshold", "0.5", *out)
+    assert "--relabel-threshold needs --relabel" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_recipe("--strategy", "in-batch", "--mine-only", *out)
+    assert "strategy in-batch mines nothing ahead of training" in capsys.readouterr().err

@@ -1,0 +1,84 @@
+"""What the benchmarks that train one setting under several seeds share: a parallel runner for the
+recipe's runs, reading them back, and the paired comparison of two settings.
+
+A comparison pairs the runs by seed: the mean difference with a 95% t interval
+(``scipy.stats.ttest_rel``) and a paired sign-flip permutation test over queries with the seeds
+pooled (``evaluation.paired_permutation_test``), as ``bench_backend_quality.py`` reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+
+
+def run_jobs(jobs: list[tuple[list[str], Path]], at_once: int, root: Path) -> None:
+    """Run each ``(command, output folder)``, ``at_once`` at a time (several fit on one GPU); log beside the folder."""
+    jobs, running, failed = list(jobs), [], 0
+    while jobs or running:
+        while jobs and len(running) < at_once:
+            cmd, out = jobs.pop(0)
+            out.mkdir(parents=True, exist_ok=True)
+            log = (out.parent / f"{out.name}.log").open("w")
+            print(f"[{time.strftime('%H:%M:%S')}] start {out.relative_to(root)}", flush=True)
+            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                             env=dict(os.environ, HF_HUB_OFFLINE="1")), out, log))
+        time.sleep(1)
+        for job in list(running):
+            proc, out, log = job
+            if proc.poll() is None:
+                continue
+            running.remove(job)
+            log.close()
+            failed += proc.returncode != 0
+            print(f"[{time.strftime('%H:%M:%S')}] {'done' if proc.returncode == 0 else 'FAILED'} "
+                  f"{out.relative_to(root)}", flush=True)
+    if failed:
+        raise SystemExit(f"{failed} run(s) failed: see the .log files under {root}")
+
+
+def load_runs(folder: Path, seeds: list[int]) -> dict[int, dict]:
+    """``seed -> run`` for the ``seed-N/results.json`` under ``folder`` (one evaluation split each)."""
+    runs = {}
+    for seed in seeds:
+        f = folder / f"seed-{seed}" / "results.json"
+        if not f.is_file():
+            continue
+        r = json.loads(f.read_text())
+        (ev,) = r["eval"].values()
+        runs[seed] = {"ndcg10": ev["ndcg@10"], "recall100": ev["recall@100"], "per_query": ev["per_query"]["ndcg@10"],
+                      "device": r["device"], "model": r["settings"].get("model"), "train_rows": r.get("train_rows"),
+                      "train_seconds": r.get("train_seconds"), "train_cpu_seconds": r.get("train_cpu_seconds")}
+    return runs
+
+
+def compare(runs: dict[int, dict], ref: dict[int, dict]) -> dict | None:
+    """``runs`` minus ``ref`` on nDCG@10 over their common seeds; None with fewer than two."""
+    from evaluation import paired_permutation_test
+    from scipy import stats
+
+    common = sorted(set(runs) & set(ref))
+    if len(common) < 2:
+        return None
+    a = np.array([runs[k]["ndcg10"] for k in common])
+    b = np.array([ref[k]["ndcg10"] for k in common])
+    test = stats.ttest_rel(a, b)
+    ci = test.confidence_interval()
+    pooled = paired_permutation_test(np.concatenate([runs[k]["per_query"] for k in common]),
+                                     np.concatenate([ref[k]["per_query"] for k in common]))
+    return {"seeds": common, "delta": float((a - b).mean()), "ci": [float(ci.low), float(ci.high)],
+            "p_seeds": float(test.pvalue), "p_queries": float(pooled)}
+
+
+def mean_sd(runs: dict[int, dict], key: str = "ndcg10") -> str:
+    """``mean ± sd`` over the seeds (just the value for one seed)."""
+    v = np.array([r[key] for r in runs.values()])
+    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"
