@@ -1,16 +1,27 @@
-"""Quality benchmark: nDCG@10 and Recall@100 after training on differently mined negatives.
+"""Quality benchmark: nDCG@10 and Recall@100 after training on differently mined negatives, over several seeds.
 
-Rows (same student, loss, batch, learning rate, max length, epochs and seed everywhere):
+Rows (same student, loss, batch, learning rate, max length and epochs everywhere):
 1. base model, no training; 2. MNRL, in-batch negatives only; 3. sentence-transformers
 ``mine_hard_negatives(relative_margin=0.05)`` (TopK-PercPos 95%); 4. st-hardneg dense PercPos,
 static; 5. st-hardneg hybrid BM25+dense with the teacher, PercPos, static; 6. the same through
-``MiningDataCollator`` with refresh; 7. row 5's miner with one negative per row instead of four
-(fewer, better negatives: the half-training-time target). Each row runs ``recipes/train_with_hard_negatives.py`` in a
-fresh process; p-values are paired sign-flip permutation tests over queries against row 3.
+``MiningDataCollator`` with refresh; 7. row 5's miner with one negative per row instead of four.
+
+Every row that mines ahead of training (3, 4, 5, 7) mines **once** (``prepare``: the recipe's
+``--mine-only``, timed in wall and CPU seconds), then trains once per ``--seeds`` seed from the
+saved set (``train``), so the seeds vary the training alone. Row 6 mines while it trains, on the
+machine that trains it. ``report`` gives nDCG@10 mean ± sd over the seeds, the difference to row 3
+paired by seed (``scipy.stats.ttest_rel``, 95% t interval), a paired sign-flip permutation test over
+queries with the seeds pooled, and each row's compute: mining (here) plus training, and the device
+the training ran on.
 
     python benchmarks/bench_quality.py --datasets scifact nfcorpus --teacher "$(python recipes/prepare_mpnet_teacher.py)"
+    python benchmarks/bench_quality.py prepare --teacher ...   # mine only (CPU)
+    python benchmarks/bench_quality.py train --rows 1 2 3 4 5 7 --jobs 8 --model ...   # e.g. on a GPU
+    python benchmarks/bench_quality.py report
 
-Writes ``benchmarks/results/quality.md`` and the per-row ``results.json`` under ``--work``.
+Runs are kept under ``--work`` (``<dataset>/<row>/seed-<n>/results.json``) and never redone; the
+settings they were made with are kept beside them (``settings.json``), and a run with other
+settings refuses that folder. Writes ``--output`` (markdown) and the same name with ``.json``.
 """
 
 from __future__ import annotations
@@ -19,18 +30,18 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "recipes"))
-import train_with_hard_negatives as recipe  # noqa: E402
-from evaluation import paired_permutation_test  # noqa: E402
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import seeded
+import train_with_hard_negatives as recipe
 
 # (row, run folder, label, recipe strategy, extra recipe flags)
 ROWS = [
@@ -43,83 +54,201 @@ ROWS = [
     ("7", "hybrid-teacher-1neg", "st-hardneg row 5 with 1 negative (fewer, better)", "hybrid-teacher",
      ["--num-negatives", "1"]),
 ]
+MINED_AHEAD = ("st-percpos", "dense-percpos", "hybrid-teacher")
+TEACHER_ROWS = ("hybrid-teacher", "collator-refresh")
+# What makes two runs comparable: a work folder holds runs of one setting only.
+SETTING_KEYS = ("max_seq_length", "num_negatives", "batch_size", "epochs", "lr", "nfcorpus_train_pairs",
+                "refresh_steps", "teacher")
 
-def main() -> None:
+
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stage", nargs="?", default="all", choices=("all", "prepare", "train", "report"),
+                   help="all (default): prepare, train and report on this machine")
     recipe.add_dataset_flags(p)
+    recipe.add_benchmark_flags(p)  # row 7 overrides --num-negatives with 1
+    # Settings with power (a 256-token SciFact abstract keeps what hard negatives act on; 2,000 NFCorpus pairs).
+    p.set_defaults(max_seq_length=256, nfcorpus_train_pairs=2000)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="training seeds (mining is seed-free)")
     p.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], help="row numbers to run (1-7)")
     p.add_argument("--teacher", default=None, help="teacher for rows 5-7 (e.g. all-mpnet-base-v2's folder)")
-    recipe.add_benchmark_flags(p)  # row 7 overrides --num-negatives with 1
     p.add_argument("--refresh-steps", type=int, default=10, help="row 6: refresh every this many steps")
-    p.add_argument("--work", default=str(ROOT / "benchmarks" / "results" / "quality_runs"),
-                   help="folder for each row's results.json")
+    p.add_argument("--model", default=None, help="train: the student's folder (default all-MiniLM-L6-v2)")
+    p.add_argument("--jobs", type=int, default=1, help="train: runs at once (several fit on one GPU)")
+    p.add_argument("--work", default=str(ROOT / "benchmarks" / "results" / "quality_seeds"),
+                   help="runs, one results.json per (dataset, row, seed), and the settings they share")
+    p.add_argument("--cache", default=str(ROOT / "benchmarks" / "results" / "cache" / "quality"),
+                   help="the mined sets (large; rebuilt by prepare)")
     p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "quality.md"), help="markdown table")
-    p.add_argument("--reuse", action="store_true", help="skip rows whose results.json already exists")
-    args = p.parse_args()
-    started = time.time()
-    results: dict[str, dict[str, dict]] = {}
+    args = p.parse_args(argv)
+    args.teacher_name = Path(args.teacher).name if args.teacher else None
+    return args
+
+
+def rows(args, stage: str) -> list[tuple]:
+    """The chosen rows that ``stage`` can run: without --teacher, neither mining rows 5 and 7 nor training row 6."""
+    chosen = [r for r in ROWS if r[0] in args.rows]
+    if not args.teacher_name:
+        needs = ("hybrid-teacher",) if stage == "prepare" else ("collator-refresh",)
+        skipped = [r[0] for r in chosen if r[3] in needs]
+        if skipped:
+            print(f"{stage}: skipping rows {', '.join(skipped)}: no --teacher", flush=True)
+        chosen = [r for r in chosen if r[3] not in needs]
+    return chosen
+
+
+def check_settings(args, name: str) -> None:
+    """Write the work folder's settings on first use; refuse a run whose settings differ."""
+    mine = {k: getattr(args, k if k != "teacher" else "teacher_name") for k in SETTING_KEYS}
+    path = Path(args.work) / name / "settings.json"
+    if path.is_file():
+        kept = json.loads(path.read_text())
+        # Runs without a teacher are comparable whatever the teacher: the first teacher named is recorded.
+        mine["teacher"] = mine["teacher"] or kept.get("teacher")
+        differ = {k: (kept.get(k), v) for k, v in mine.items() if kept.get(k) != v and not (k == "teacher"
+                                                                                            and kept.get(k) is None)}
+        if differ:
+            raise SystemExit(f"{path}: the runs there were made with other settings "
+                             f"({', '.join(f'{k} {a!r} not {b!r}' for k, (a, b) in differ.items())}); use --work")
+        if mine == kept:
+            return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(mine, indent=1), encoding="utf-8")
+
+
+def prepare(args) -> None:
     for spec in args.datasets:
         name, path, train_split, eval_split = recipe.dataset_spec(spec, args.data)
-        for number, folder_name, _, strategy, extra in ROWS:
-            if number not in args.rows:
+        check_settings(args, name)
+        cap = args.nfcorpus_train_pairs if name == "nfcorpus" else None
+        for number, folder, _, strategy, extra in rows(args, "prepare"):
+            out = Path(args.cache) / name / folder
+            if strategy not in MINED_AHEAD or (out / "mined").is_dir():
                 continue
-            if strategy in ("hybrid-teacher", "collator-refresh") and not args.teacher:
-                print(f"skipping row {number} ({strategy}): no --teacher", flush=True)
-                continue
-            out = Path(args.work) / name / folder_name
-            if not (args.reuse and (out / "results.json").is_file()):
-                cap = args.nfcorpus_train_pairs if name == "nfcorpus" else None
-                # --save-mined: the mined sets feed recipes/validate_eci.py
-                cmd = recipe.recipe_command(strategy, path, train_split, eval_split, args, cap, "--refresh-steps",
-                                            str(args.refresh_steps), "--output", str(out), "--save-mined", *extra)
-                if args.teacher:
-                    cmd += ["--teacher", args.teacher]
-                print(f"[{time.strftime('%H:%M:%S')}] {name} row {number}: {folder_name}", flush=True)
-                subprocess.run(cmd, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
-            results.setdefault(name, {})[number] = json.loads((out / "results.json").read_text())
-    table = render(results, args, time.time() - started)
-    print(table)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(table, encoding="utf-8")
+            cmd = recipe.recipe_command(strategy, path, train_split, eval_split, args, cap, "--mine-only",
+                                        "--output", str(out), *extra)
+            if strategy in TEACHER_ROWS:
+                cmd += ["--teacher", args.teacher]
+            print(f"[{time.strftime('%H:%M:%S')}] {name} row {number}: mining {folder}", flush=True)
+            subprocess.run(cmd, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+            work = Path(args.work) / name / folder
+            work.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out / "results.json", work / "mining.json")
 
 
-def render(results: dict, args: argparse.Namespace, seconds: float) -> str:
+def train(args) -> None:
+    jobs = []
+    for spec in args.datasets:
+        name, path, train_split, eval_split = recipe.dataset_spec(spec, args.data)
+        check_settings(args, name)
+        cap = args.nfcorpus_train_pairs if name == "nfcorpus" else None
+        for _, folder, _, strategy, extra in rows(args, "train"):
+            for seed in args.seeds[:1] if strategy == "base" else args.seeds:
+                out = Path(args.work) / name / folder / f"seed-{seed}"
+                if (out / "results.json").is_file():
+                    continue
+                args.seed = seed
+                if strategy in MINED_AHEAD:
+                    mined = Path(args.cache) / name / folder / "mined"
+                    if not mined.is_dir():
+                        raise SystemExit(f"{mined}: not mined yet (run the prepare stage)")
+                    cmd = recipe.recipe_command("dataset", path, train_split, eval_split, args, None,
+                                                "--dataset", str(mined), "--output", str(out), *extra)
+                else:
+                    cmd = recipe.recipe_command(strategy, path, train_split, eval_split, args, cap, "--output",
+                                                str(out), "--refresh-steps", str(args.refresh_steps), *extra)
+                    if strategy in TEACHER_ROWS:
+                        cmd += ["--teacher", args.teacher]
+                if args.model:
+                    cmd += ["--model", args.model]
+                jobs.append((cmd, out))
+    seeded.run_jobs(jobs, args.jobs, Path(args.work))
+
+
+def summarise(args) -> dict:
+    out: dict = {}
+    for spec in args.datasets:
+        name = recipe.dataset_spec(spec, args.data)[0]
+        work = Path(args.work) / name
+        if not (work / "settings.json").is_file():
+            continue
+        check_settings(args, name)
+        table = {}
+        for number, folder, label, _, _ in ROWS:
+            runs = seeded.load_runs(work / folder, args.seeds)
+            if not runs:
+                continue
+            mining = json.loads((work / folder / "mining.json").read_text()) if (
+                work / folder / "mining.json").is_file() else {}
+            table[number] = {"label": label, "runs": runs, "rows": mining.get("mining", {}).get("rows"),
+                             "mining_seconds": mining.get("mining_seconds"),
+                             "mining_cpu_seconds": mining.get("mining_cpu_seconds")}
+        for number, row in table.items():
+            row["vs_3"] = seeded.compare(row["runs"], table["3"]["runs"]) if "3" in table and number != "3" else None
+        out[name] = table
+        args.teacher_name = args.teacher_name or json.loads((work / "settings.json").read_text()).get("teacher")
+    return out
+
+
+def render(summary: dict, args) -> str:
+    import numpy as np
+
     lines = [
-        "# Quality benchmark: training on mined hard negatives",
+        "# Quality benchmark: training on mined hard negatives, several seeds",
         "",
-        f"- command: `python {' '.join(sys.argv)}`",
-        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; whole run {seconds / 60:.1f} min",
-        f"- machine: {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}; no GPU unless noted",
+        f"- command: `python {' '.join(sys.argv)}`; report written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"- mining machine: {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}; the training "
+        "device of each row is in its row",
         f"- student all-MiniLM-L6-v2; MultipleNegativesRankingLoss; batch {args.batch_size}; lr {args.lr}; "
-        f"{args.epochs:g} epoch; warmup 10%; max length {args.max_seq_length} (mining, training, evaluation); "
-        f"{args.num_negatives} negatives; seed {args.seed}; NO_DUPLICATES batch sampler",
-        "- row 7 trains on 1 negative per row, every other setting as row 5",
-        f"- teacher (rows 5-7): `{args.teacher}`, truncated to {args.max_seq_length} tokens like the student; row 6 refreshes (Conan rule) every {args.refresh_steps} steps",
-        f"- NFCorpus: {args.nfcorpus_train_pairs} train pairs (one positive per query first), evaluated on dev",
-        "- p: paired sign-flip permutation test over queries against row 3 (10,000 permutations)",
+        f"{args.epochs:g} epoch; warmup 10%; max length {args.max_seq_length} (mining, training, evaluation, teacher); "
+        f"{args.num_negatives} negatives (row 7: 1); NO_DUPLICATES batch sampler; seeds {', '.join(map(str, args.seeds))}",
+        f"- teacher (rows 5-7): {args.teacher_name or 'none'}; row 6 refreshes (Conan rule) every "
+        f"{args.refresh_steps} steps; NFCorpus: {args.nfcorpus_train_pairs} train pairs (one positive per query "
+        "first, every positive of those queries kept out of the negatives), evaluated on dev",
+        "- Δ vs 3: paired by seed, 95% t interval (`scipy.stats.ttest_rel`); p (queries): paired sign-flip "
+        "permutation test over queries, seeds pooled (10,000 resamples)",
+        "- compute: mining wall / CPU seconds (once per row, on the mining machine, embedding caches as found) and "
+        "training wall seconds per seed (mean), on the device named",
         "",
     ]
-    for name, rows in results.items():
+    for name, table in summary.items():
         lines += [f"## {name}", "",
-                  "| row | strategy | train rows | nDCG@10 | p vs 3 | Recall@100 | p vs 3 | train s | s / row |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-        ref = rows.get("3")
-        for number, _, label, _, _ in ROWS:
-            r = rows.get(number)
-            if r is None:
-                continue
-            (ev,) = r["eval"].values()
-            cells = []
-            for metric in ("ndcg@10", "recall@100"):
-                p = "–"
-                if ref is not None and number != "3":
-                    (ref_ev,) = ref["eval"].values()
-                    p = f"{paired_permutation_test(np.array(ev['per_query'][metric]), np.array(ref_ev['per_query'][metric])):.3f}"
-                cells += [f"{ev[metric]:.4f}", p]
-            lines.append(f"| {number} | {label} | {r.get('train_rows', '–')} | {cells[0]} | {cells[1]} | {cells[2]} | "
-                         f"{cells[3]} | {r.get('train_seconds', '–')} | {r.get('train_seconds_per_row', '–')} |")
+                  "| row | strategy | train rows | nDCG@10 mean ± sd | per seed | Δ vs 3 [95% CI] | p seeds | p queries | "
+                  "Recall@100 | mining s (CPU s) | train s | device |",
+                  "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+        for number, row in table.items():
+            runs = row["runs"]
+            c = row["vs_3"]
+            cmp = ("–", "–", "–") if c is None else (f"{c['delta']:+.4f} [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]",
+                                                     f"{c['p_seeds']:.3f}", f"{c['p_queries']:.3f}")
+            train_rows = "/".join(map(str, sorted({r["train_rows"] for r in runs.values()} - {None}))) or "–"
+            train_s = [r["train_seconds"] for r in runs.values() if r["train_seconds"] is not None]
+            mining = "–" if row["mining_seconds"] is None else (
+                f"{row['mining_seconds']:.0f} ({row['mining_cpu_seconds'] or 0:.0f})")
+            per_seed = " / ".join(f"{r['ndcg10']:.4f}" for r in runs.values())
+            devices = ", ".join(sorted({r["device"] for r in runs.values()}))
+            recall = np.mean([r["recall100"] for r in runs.values()])
+            lines.append(f"| {number} | {row['label']} | {train_rows} | {seeded.mean_sd(runs)} | {per_seed} | "
+                         f"{' | '.join(cmp)} | {recall:.4f} | {mining} | "
+                         f"{f'{np.mean(train_s):.0f}' if train_s else '–'} | {devices} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.stage in ("all", "prepare"):
+        prepare(args)
+    if args.stage in ("all", "train"):
+        train(args)
+    if args.stage in ("all", "report"):
+        summary = summarise(args)
+        text = render(summary, args)
+        print(text)
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        out.with_suffix(".json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":
