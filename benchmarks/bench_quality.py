@@ -4,9 +4,11 @@ Rows (same student, loss, batch, learning rate, max length and epochs everywhere
 1. base model, no training; 2. MNRL, in-batch negatives only; 3. sentence-transformers
 ``mine_hard_negatives(relative_margin=0.05)`` (TopK-PercPos 95%); 4. st-hardneg dense PercPos,
 static; 5. st-hardneg hybrid BM25+dense with the teacher, PercPos, static; 6. the same through
-``MiningDataCollator`` with refresh; 7. row 5's miner with one negative per row instead of four.
+``MiningDataCollator`` with refresh; 7. row 5's miner with one negative per row instead of four; 8. row 7 trained for two epochs (the
+same texts per pair as row 5); 9. and 10. row 5 with NV-Retriever's sampled top-k and top-1 +
+sampled negatives (4 of the top 10).
 
-Every row that mines ahead of training (3, 4, 5, 7) mines **once** (``prepare``: the recipe's
+Every row that mines ahead of training (all but 1, 2 and 6) mines **once** (``prepare``: the recipe's
 ``--mine-only``, timed in wall and CPU seconds), then trains once per ``--seeds`` seed from the
 saved set (``train``), so the seeds vary the training alone. Row 6 mines while it trains, on the
 machine that trains it. ``report`` gives nDCG@10 mean ± sd over the seeds, the difference to row 3
@@ -53,6 +55,13 @@ ROWS = [
     ("6", "collator-refresh", "st-hardneg row 5 via MiningDataCollator + refresh", "collator-refresh", []),
     ("7", "hybrid-teacher-1neg", "st-hardneg row 5 with 1 negative (fewer, better)", "hybrid-teacher",
      ["--num-negatives", "1"]),
+    # Fewer, better negatives at equal compute, and NV-Retriever's sampled variants (arXiv 2407.15831, table 5).
+    ("8", "hybrid-teacher-1neg-2ep", "row 7 trained 2 epochs (3 texts x 2 = row 5's 6 per pair)", "hybrid-teacher",
+     ["--num-negatives", "1", "--epochs", "2"]),
+    ("9", "hybrid-teacher-sampled", "row 5, 4 negatives sampled from the top 10", "hybrid-teacher",
+     ["--sampling-strategy", "sampled"]),
+    ("10", "hybrid-teacher-top1-sampled", "row 5, top-1 + 3 sampled from the top 10", "hybrid-teacher",
+     ["--sampling-strategy", "top1_sampled"]),
 ]
 MINED_AHEAD = ("st-percpos", "dense-percpos", "hybrid-teacher")
 TEACHER_ROWS = ("hybrid-teacher", "collator-refresh")
@@ -70,7 +79,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     # Settings with power (a 256-token SciFact abstract keeps what hard negatives act on; 2,000 NFCorpus pairs).
     p.set_defaults(max_seq_length=256, nfcorpus_train_pairs=2000)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="training seeds (mining is seed-free)")
-    p.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], help="row numbers to run (1-7)")
+    p.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], help="row numbers to run (1-10)")
     p.add_argument("--teacher", default=None, help="teacher for rows 5-7 (e.g. all-mpnet-base-v2's folder)")
     p.add_argument("--refresh-steps", type=int, default=10, help="row 6: refresh every this many steps")
     p.add_argument("--model", default=None, help="train: the student's folder (default all-MiniLM-L6-v2)")

@@ -89,6 +89,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--teacher", default=None, help="teacher for hybrid-teacher and collator-refresh (bi- or cross-encoder)")
     p.add_argument("--dataset", default=None, help="strategy 'dataset': folder of the mined dataset to train on")
     p.add_argument("--num-negatives", type=int, default=4, help="hard negatives per training row")
+    p.add_argument("--sampling-strategy", default="top", choices=("top", "sampled", "top1_sampled"),
+                   help="dense-percpos / hybrid-teacher: which filtered candidates become the negatives (NV-Retriever's "
+                        "sampled top-k and top-1 + sampled draw from the best --sample-pool; default: top)")
+    p.add_argument("--sample-pool", type=int, default=10, help="window that the sampled strategies draw from")
     p.add_argument("--epochs", type=float, default=1.0, help="training epochs")
     p.add_argument("--batch-size", type=int, default=32, help="rows per training batch")
     p.add_argument("--lr", type=float, default=2e-5, help="learning rate")
@@ -249,6 +253,7 @@ def build_training(args, model, data, pairs, cache_dir, training_args=None):
     if args.strategy in ("dense-percpos", "hybrid-teacher"):
         result = mine(data, model, retriever="dense" if args.strategy == "dense-percpos" else "hybrid",
                       teacher=teacher, filter=percpos, range_max=RANGE_MAX, num_negatives=args.num_negatives,
+                      sampling_strategy=args.sampling_strategy, sample_pool=args.sample_pool,
                       seed=args.seed, cache_folder=cache_dir, verbose=False, backend=args.backend)
         mined = only_training_rows(result.to_dataset("n-tuple"), pairs)
         if args.save_mined:

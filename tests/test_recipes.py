@@ -231,3 +231,15 @@ def test_relabel_threshold_without_relabel_and_mine_only_without_mining_are_refu
     with pytest.raises(SystemExit):
         run_recipe("--strategy", "in-batch", "--mine-only", *out)
     assert "strategy in-batch mines nothing ahead of training" in capsys.readouterr().err
+
+
+def test_sampling_strategy_reaches_the_miner(tiny_beir, tmp_path, cache_dir):
+    """--sampling-strategy is the miner's: recorded in the mined set's provenance, drawn with the run's seed."""
+    common = ["--strategy", "dense-percpos", "--train", str(tiny_beir), "--max-seq-length", "64", "--num-negatives",
+              "2", "--cache-dir", str(cache_dir), "--mine-only"]
+    top = run_recipe(*common, "--output", str(tmp_path / "top"))
+    sampled = run_recipe(*common, "--sampling-strategy", "sampled", "--sample-pool", "6", "--output",
+                         str(tmp_path / "sampled"))
+    config = json.loads((tmp_path / "sampled" / "mined" / "st_hardneg.json").read_text())["st_hardneg"]["config"]
+    assert config["sampling"]["strategy"] == "sampled" and config["sampling"]["pool"] == 6
+    assert sampled["mining"]["rows_sha256"] != top["mining"]["rows_sha256"]
