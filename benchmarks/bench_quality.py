@@ -6,7 +6,8 @@ Rows (same student, loss, batch, learning rate, max length and epochs everywhere
 static; 5. st-hardneg hybrid BM25+dense with the teacher, PercPos, static; 6. the same through
 ``MiningDataCollator`` with refresh; 7. row 5's miner with one negative per row instead of four; 8. row 7 trained for two epochs (the
 same texts per pair as row 5); 9. and 10. row 5 with NV-Retriever's sampled top-k and top-1 +
-sampled negatives (4 of the top 10).
+sampled negatives (4 of the top 10); 11. and 12. rows 2 and 3 trained for two epochs (row 12 on
+row 3's mined set).
 
 Every row that mines ahead of training (all but 1, 2 and 6) mines **once** (``prepare``: the recipe's
 ``--mine-only``, timed in wall and CPU seconds), then trains once per ``--seeds`` seed from the
@@ -62,7 +63,12 @@ ROWS = [
      ["--sampling-strategy", "sampled"]),
     ("10", "hybrid-teacher-top1-sampled", "row 5, top-1 + 3 sampled from the top 10", "hybrid-teacher",
      ["--sampling-strategy", "top1_sampled"]),
+    # Is row 8's gain the second epoch? The same epoch for in-batch and for sentence-transformers' rows.
+    ("11", "in-batch-2ep", "row 2 trained 2 epochs", "in-batch", ["--epochs", "2"]),
+    ("12", "st-percpos-2ep", "row 3 trained 2 epochs", "st-percpos", ["--epochs", "2"]),
 ]
+# Rows that train on another row's mined set (they differ only in training flags).
+MINED_AS = {"st-percpos-2ep": "st-percpos"}
 MINED_AHEAD = ("st-percpos", "dense-percpos", "hybrid-teacher")
 TEACHER_ROWS = ("hybrid-teacher", "collator-refresh")
 # What makes two runs comparable: a work folder holds runs of one setting only.
@@ -79,7 +85,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     # Settings with power (a 256-token SciFact abstract keeps what hard negatives act on; 2,000 NFCorpus pairs).
     p.set_defaults(max_seq_length=256, nfcorpus_train_pairs=2000)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="training seeds (mining is seed-free)")
-    p.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], help="row numbers to run (1-10)")
+    p.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], help="row numbers to run (1-12)")
     p.add_argument("--teacher", default=None, help="teacher for rows 5-7 (e.g. all-mpnet-base-v2's folder)")
     p.add_argument("--refresh-steps", type=int, default=10, help="row 6: refresh every this many steps")
     p.add_argument("--model", default=None, help="train: the student's folder (default all-MiniLM-L6-v2)")
@@ -131,8 +137,11 @@ def prepare(args) -> None:
         check_settings(args, name)
         cap = args.nfcorpus_train_pairs if name == "nfcorpus" else None
         for number, folder, _, strategy, extra in rows(args, "prepare"):
-            out = Path(args.cache) / name / folder
+            out = Path(args.cache) / name / MINED_AS.get(folder, folder)
             if strategy not in MINED_AHEAD or (out / "mined").is_dir():
+                if folder in MINED_AS and (out / "results.json").is_file():
+                    (Path(args.work) / name / folder).mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(out / "results.json", Path(args.work) / name / folder / "mining.json")
                 continue
             cmd = recipe.recipe_command(strategy, path, train_split, eval_split, args, cap, "--mine-only",
                                         "--output", str(out), *extra)
@@ -158,7 +167,7 @@ def train(args) -> None:
                     continue
                 args.seed = seed
                 if strategy in MINED_AHEAD:
-                    mined = Path(args.cache) / name / folder / "mined"
+                    mined = Path(args.cache) / name / MINED_AS.get(folder, folder) / "mined"
                     if not mined.is_dir():
                         raise SystemExit(f"{mined}: not mined yet (run the prepare stage)")
                     cmd = recipe.recipe_command("dataset", path, train_split, eval_split, args, None,
