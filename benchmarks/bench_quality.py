@@ -33,8 +33,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -137,21 +135,14 @@ def prepare(args) -> None:
         check_settings(args, name)
         cap = args.nfcorpus_train_pairs if name == "nfcorpus" else None
         for number, folder, _, strategy, extra in rows(args, "prepare"):
-            out = Path(args.cache) / name / MINED_AS.get(folder, folder)
-            if strategy not in MINED_AHEAD or (out / "mined").is_dir():
-                if folder in MINED_AS and (out / "results.json").is_file():
-                    (Path(args.work) / name / folder).mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(out / "results.json", Path(args.work) / name / folder / "mining.json")
+            if strategy not in MINED_AHEAD:
                 continue
+            out = Path(args.cache) / name / MINED_AS.get(folder, folder)
             cmd = recipe.recipe_command(strategy, path, train_split, eval_split, args, cap, "--mine-only",
                                         "--output", str(out), *extra)
             if strategy in TEACHER_ROWS:
                 cmd += ["--teacher", args.teacher]
-            print(f"[{time.strftime('%H:%M:%S')}] {name} row {number}: mining {folder}", flush=True)
-            subprocess.run(cmd, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
-            work = Path(args.work) / name / folder
-            work.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(out / "results.json", work / "mining.json")
+            seeded.mine_once(cmd, out, Path(args.work) / name / folder, f"{name} row {number} ({folder})")
 
 
 def train(args) -> None:

@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -159,17 +157,11 @@ def prepare(args) -> None:
         print(f"{name}: threshold {threshold} chosen on the synthetic noise; {meta}", flush=True)
         for label_set, labels, t in label_sets(threshold):
             out = cache / name / label_set
-            if (out / "mined").is_dir() and (out / "results.json").is_file():
-                continue
             extra = ["--teacher", args.teacher, "--mine-only", "--output", str(out)]
             if t is not None:
                 extra += ["--relabel", str(cache / name / f"audit-{labels}"), "--relabel-threshold", str(t)]
             cmd = recipe.recipe_command("hybrid-teacher", folders[labels], train_split, eval_split, args, cap, *extra)
-            print(f"[{time.strftime('%H:%M:%S')}] {name}: mining {label_set}", flush=True)
-            subprocess.run(cmd, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
-            work = Path(args.work) / name / label_set
-            work.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(out / "results.json", work / "mining.json")
+            seeded.mine_once(cmd, out, Path(args.work) / name / label_set, f"{name} {label_set}")
         shutil.copyfile(cache / name / "threshold.json", Path(args.work) / name / "threshold.json")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +19,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+
+
+def mine_once(cmd: list[str], out: Path, work: Path, label: str) -> None:
+    """Run the recipe's ``--mine-only`` command ``cmd`` into ``out`` unless its mined set is there; keep its record
+    (``results.json``: rows, timings, audit) as ``work/mining.json``, beside the trainings that use it."""
+    if not ((out / "mined").is_dir() and (out / "results.json").is_file()):
+        print(f"[{time.strftime('%H:%M:%S')}] {label}: mining", flush=True)
+        subprocess.run(cmd, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out / "results.json", work / "mining.json")
 
 
 def run_jobs(jobs: list[tuple[list[str], Path]], at_once: int, root: Path) -> None:

@@ -121,22 +121,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def training_pairs(folder: str, split: str, max_pairs: int | None, audit=None, relabel_threshold: float | None = None):
+def training_pairs(folder: str, split: str, max_pairs: int | None):
+    """(mining data, training pairs) of a BEIR split, with at most ``max_pairs`` training pairs (:func:`capped`)."""
+    from st_hardneg import load_beir
+
+    return capped(load_beir(resolve_dataset(folder), split), max_pairs)
+
+
+def capped(data, max_pairs: int | None):
     """(mining data, training pairs) with at most ``max_pairs`` training pairs.
 
     A cap keeps one positive per query first, then the rest, so it covers as many queries as it
     can. The *mining* data keeps every labelled positive of the chosen queries, so none of them can
     be drawn as a negative: on NFCorpus a query has 42 positives on average, and a capped pair list
-    alone would hand most of them to the miner as "negatives". ``audit`` (a ``LabelAudit``) corrects
-    the labels first, as ``mine(relabel=...)`` does, so the cap chooses among corrected pairs.
+    alone would hand most of them to the miner as "negatives".
     """
-    from st_hardneg import load_beir
     from st_hardneg.data import MiningData
 
-    data = load_beir(resolve_dataset(folder), split)
-    if audit is not None:
-        data = audit.corrected_data(data, relabel_threshold)
-        logger.info("labels corrected by the audit: %s", data.source)
     pairs = data.pairs
     if max_pairs is not None and len(pairs) > max_pairs:
         seen, first, rest = set(), [], []
@@ -331,27 +332,29 @@ def run(args: argparse.Namespace) -> dict:
     from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
-    from st_hardneg import load_model
+    from st_hardneg import load_beir, load_model
 
     torch.manual_seed(args.seed)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = None if args.cache_dir == "none" else args.cache_dir
-    model = load_model(args.model, max_seq_length=args.max_seq_length)
-    audit = None
-    if args.relabel is not None:
+    audit = audit_record = None
+    if args.relabel is not None:  # read (and checked) before the model is loaded
         from st_hardneg.audit import LabelAudit
 
         audit = LabelAudit.load(args.relabel)
+    model = load_model(args.model, max_seq_length=args.max_seq_length)
     data = pairs = None  # base trains nothing; dataset trains on what it is given
     if args.strategy not in ("base", "dataset"):
-        data, pairs = training_pairs(args.train, args.train_split, args.max_train_pairs, audit,
-                                     args.relabel_threshold)
+        data = load_beir(args.train, args.train_split)
+        if audit is not None:  # corrected before the cap, so the cap chooses among corrected pairs
+            audit_record = audit.provenance(args.relabel_threshold, data=data)  # changes counted uncapped
+            data = audit.corrected_data(data, args.relabel_threshold)
+        data, pairs = capped(data, args.max_train_pairs)
     record = {"strategy": args.strategy, "settings": {k: v for k, v in vars(args).items()},
               "train_pairs": None if pairs is None else len(pairs), "device": str(model.device)}
-    if audit is not None:  # what was changed, counted on the uncapped labels
-        record["audit"] = audit.provenance(args.relabel_threshold, data=training_pairs(args.train, args.train_split,
-                                                                                      None)[0])
+    if audit_record is not None:
+        record["audit"] = audit_record
     if args.strategy != "base":
         training_args = SentenceTransformerTrainingArguments(
             output_dir=str(out_dir / "checkpoints"), num_train_epochs=args.epochs,
