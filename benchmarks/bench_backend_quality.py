@@ -10,7 +10,7 @@ Reported per backend: the chosen negatives' Jaccard against the torch run's, nDC
 mean difference to torch paired by seed with a 95% t interval (scipy's ``ttest_rel`` over seeds),
 and a paired sign-flip permutation test over queries on the seeds pooled. A backend passes when the
 mean difference lies within the seed-to-seed SD of the same recipe measured in
-``benchmarks/results/eci_validation.json``.
+``benchmarks/results/eci_validation_128_seed42.json`` (128 tokens, as this benchmark).
 
     python benchmarks/bench_backend_quality.py --datasets scifact --backends torch onnx-int8 openvino-int8 --seeds 42 43 44
 
@@ -48,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44], help="training seeds, paired across backends")
     p.add_argument("--work", default=str(RESULTS / "backend_quality_runs"), help="folder for each run")
     p.add_argument("--output", default=str(RESULTS / "backend_quality.md"), help="markdown table (and .json beside)")
-    p.add_argument("--noise", default=str(RESULTS / "eci_validation.json"),
+    p.add_argument("--noise", default=str(RESULTS / "eci_validation_128_seed42.json"),
                    help="eci_validation.json: the seed SD each difference is judged against")
     p.add_argument("--reuse", action="store_true", help="skip runs whose results.json exists")
     p.add_argument("--reference-from", default=None,
@@ -170,7 +170,7 @@ def render(report: dict, noise: dict, seconds: float) -> str:
         f"{s['num_negatives']} negatives; only the *mining* backend changes, training is torch fp32",
         "- Δ: mean over seeds of (backend − torch) nDCG@10, paired by seed, with a 95% t interval "
         "(`scipy.stats.ttest_rel`); p (queries): paired sign-flip permutation test over queries, seeds pooled",
-        "- pass: |Δ| within the seed SD of the same recipe in `benchmarks/results/eci_validation.json`",
+        "- pass: |Δ| within the seed SD of the same recipe in `benchmarks/results/eci_validation_128_seed42.json`",
         "",
     ]
     borrowed = sorted({(n, b, k, r["borrowed_from"]) for n, bs in report["results"].items() for b, x in bs.items()

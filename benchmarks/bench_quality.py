@@ -11,7 +11,10 @@ row 3's mined set); 13. row 3's call with ``st_hardneg.mine_hard_negatives`` (th
 defaults); 14.-17. row 5's set with the teacher's scores, trained with MarginMSE or DistillKL alone
 and beside MNRL (``recipes/training_losses.py``); 18. row 5's set with CachedGISTEmbedLoss, the
 teacher as guide (``--guide``; the teacher must be on the training machine); 19. and 20. row 5
-with an ensemble of the teacher and the untrained student (mean of scores; NV-Retriever's union).
+with an ensemble of the teacher and the untrained student (mean of scores; NV-Retriever's union);
+21.-23. ``MiningDataCollator`` without a teacher (dense PercPos pools under the model being
+trained): no refresh, Conan rescore, ANCE-style remine, every ``--refresh-steps``; 24. row 4
+trained for two epochs.
 
 Every row that mines ahead of training (all but 1, 2 and 6) mines **once** (``prepare``: the recipe's
 ``--mine-only``, timed in wall and CPU seconds), then trains once per ``--seeds`` seed from the
@@ -83,9 +86,19 @@ ROWS = [
      ["--ensemble", "mean"]),
     ("20", "hybrid-ensemble-union", "row 5 with the union of the teacher's and the base student's picks",
      "hybrid-teacher", ["--ensemble", "union"]),
+    # The collator without a teacher (it travels to any training machine): refresh schedules.
+    ("21", "collator-dense-static", "MiningDataCollator, dense PercPos pools, no refresh", "collator-dense",
+     ["--refresh", "none"]),
+    ("22", "collator-dense-rescore", "row 21 + Conan rescore by the live model", "collator-dense",
+     ["--refresh", "rescore"]),
+    ("23", "collator-dense-remine", "row 21 + ANCE-style remine with the live model", "collator-dense",
+     ["--refresh", "remine"]),
+    # Equal compute: on NFCorpus row 4 keeps half of row 3's rows, so two epochs cost what row 3's one does.
+    ("24", "dense-percpos-2ep", "row 4 trained 2 epochs", "dense-percpos", ["--epochs", "2"]),
 ]
 # Rows that train on another row's mined set (they differ only in training flags).
-MINED_AS = {"st-percpos-2ep": "st-percpos", "hybrid-teacher-gist": "hybrid-teacher",
+MINED_AS = {"st-percpos-2ep": "st-percpos", "dense-percpos-2ep": "dense-percpos",
+            "hybrid-teacher-gist": "hybrid-teacher",
             **{f"hybrid-teacher-{k}": "hybrid-teacher-scores" for k in
                ("marginmse", "distillkl", "mnrl-marginmse", "mnrl-distillkl")}}
 MINED_AHEAD = ("st-percpos", "dropin-percpos", "dense-percpos", "hybrid-teacher")
@@ -104,7 +117,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     # Settings with power (a 256-token SciFact abstract keeps what hard negatives act on; 2,000 NFCorpus pairs).
     p.set_defaults(max_seq_length=256, nfcorpus_train_pairs=2000)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="training seeds (mining is seed-free)")
-    p.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], help="row numbers to run (1-20)")
+    p.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], help="row numbers to run (1-24)")
     p.add_argument("--kd-temperature", type=float, default=0.05, help="rows 15 and 17: DistillKL's temperature")
     p.add_argument("--kd-weight", type=float, default=1.0, help="rows 16 and 17: weight of the distillation term")
     p.add_argument("--guide", default=None, help="train: row 18's guide (default: --teacher)")
@@ -205,12 +218,15 @@ def total_compute(number: str, table: dict, extra: list[str], compute: dict) -> 
     teacher row pays the teacher's encoding of the corpus, which row 5 measured.
     """
     row = table[number]
-    source = table.get("5", row) if row["strategy"] == "hybrid-teacher" else table.get("3", row) if number == "12" else row
+    source = (table.get("5", row) if row["strategy"] == "hybrid-teacher" else table.get("3", row) if number == "12"
+              else table.get("4", row) if number == "24" else row)
     mining = source["mining_cpu_seconds"] or 0.0
     if row["strategy"] == "base":
         return mining
+    if row["strategy"].startswith("collator"):  # it mines while it trains, on the training device
+        return None
     negatives = int(extra[extra.index("--num-negatives") + 1]) if "--num-negatives" in extra else 4
-    width = 2 if row["strategy"] in ("in-batch", "collator-refresh") else 2 + negatives
+    width = 2 if row["strategy"] == "in-batch" else 2 + negatives
     epochs = float(extra[extra.index("--epochs") + 1]) if "--epochs" in extra else 1.0
     rates = {m["width"]: m["cpu_per_row"] for m in compute.get("datasets", {}).get(row["dataset"], [])}
     rows = max((r["train_rows"] or 0) for r in row["runs"].values())
@@ -260,8 +276,8 @@ def render(summary: dict, args) -> str:
         f"{args.epochs:g} epoch; warmup 10%; max length {args.max_seq_length} (mining, training, evaluation, teacher); "
         f"{args.num_negatives} negatives (row 7: 1); NO_DUPLICATES batch sampler; seeds {', '.join(map(str, args.seeds))}",
         f"- teacher (rows 5-10, 14-20; the guide of row 18): {args.teacher_name or 'none'}; DistillKL temperature "
-        f"{args.kd_temperature:g}, distillation weight {args.kd_weight:g} (rows 14-17); row 6 refreshes (Conan rule) every "
-        f"{args.refresh_steps} steps; NFCorpus: {args.nfcorpus_train_pairs} train pairs (one positive per query "
+        f"{args.kd_temperature:g}, distillation weight {args.kd_weight:g} (rows 14-17); rows 6 and 22-23 refresh "
+        f"every {args.refresh_steps} steps; NFCorpus: {args.nfcorpus_train_pairs} train pairs (one positive per query "
         "first, every positive of those queries kept out of the negatives), evaluated on dev",
         "- Δ vs 3: paired by seed, 95% t interval (`scipy.stats.ttest_rel`); p (queries): paired sign-flip "
         "permutation test over queries, seeds pooled (10,000 resamples)",

@@ -11,7 +11,10 @@ learning rate and seed:
 - ``dense-percpos``: ``st_hardneg.mine`` with dense candidates and TopK-PercPos 95%, mined once;
 - ``hybrid-teacher``: ``st_hardneg.mine`` with BM25 + dense candidates rescored by a teacher, PercPos;
 - ``collator-refresh``: the same pools served by ``MiningDataCollator``, sampled per batch and
-  refreshed with the model being trained (Conan rule every ``--refresh-steps``);
+  refreshed with the model being trained (``--refresh``: Conan rescore by default, or ANCE-style
+  remine, every ``--refresh-steps``);
+- ``collator-dense``: ``MiningDataCollator`` without a teacher: dense candidates, PercPos under the
+  model being trained, refreshed as ``--refresh`` says;
 - ``dataset``: train on an already mined dataset (``--dataset``, any folder ``st_hardneg`` or
   ``Dataset.save_to_disk`` wrote), e.g. the sets ``recipes/validate_eci.py`` mines.
 
@@ -50,7 +53,8 @@ from st_hardneg.models import BACKENDS
 
 logger = logging.getLogger("recipe")
 STRATEGIES = ("base", "in-batch", "st-percpos", "dropin-percpos", "dense-percpos", "hybrid-teacher",
-              "collator-refresh", "dataset")
+              "collator-refresh", "collator-dense", "dataset")
+COLLATORS = ("collator-refresh", "collator-dense")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # The candidate window of every benchmark row so far (st-hardneg 0.1's default), kept so their mined sets reproduce.
 RANGE_MAX = 50
@@ -115,7 +119,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32, help="rows per training batch")
     p.add_argument("--lr", type=float, default=2e-5, help="learning rate")
     p.add_argument("--max-seq-length", type=int, default=256, help="max tokens for mining, training and evaluation")
-    p.add_argument("--refresh-steps", type=int, default=10, help="collator-refresh: refresh every this many steps")
+    p.add_argument("--refresh", default="rescore", choices=("none", "rescore", "remine"),
+                   help="collator strategies: rescore the pools with the live model (Conan rule), re-encode the "
+                        "corpus and mine again (ANCE), or never refresh (default: rescore)")
+    p.add_argument("--refresh-steps", type=int, default=10, help="collator strategies: refresh every this many steps")
     p.add_argument("--seed", type=int, default=42, help="seed for mining, sampling and training")
     p.add_argument("--cache-dir", default="auto", help="embedding cache ('auto': ~/.cache/st_hardneg; 'none': off)")
     p.add_argument("--backend", default="torch", choices=BACKENDS,
@@ -129,11 +136,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.relabel_threshold is not None and args.relabel is None:
         p.error("--relabel-threshold needs --relabel")
-    if args.mine_only and args.strategy in ("base", "in-batch", "collator-refresh", "dataset"):
+    if args.mine_only and args.strategy in ("base", "in-batch", *COLLATORS, "dataset"):
         p.error(f"--mine-only: strategy {args.strategy} mines nothing ahead of training")
     if args.relabel is not None and args.strategy in ("base", "dataset"):
         p.error(f"--relabel: strategy {args.strategy} reads no labels")
-    if args.loss in NEEDS_SCORES and args.strategy in ("in-batch", "collator-refresh"):
+    if args.loss in NEEDS_SCORES and args.strategy in ("in-batch", *COLLATORS):
         p.error(f"--loss {args.loss} needs teacher scores per row; strategy {args.strategy} has none")
     if (args.loss == "cached-gist") != (args.guide is not None):
         p.error("--loss cached-gist needs --guide" if args.guide is None else "--guide is for --loss cached-gist")
@@ -294,10 +301,12 @@ def build_training(args, model, data, pairs, cache_dir, training_args=None):
             info["teacher"] = [teacher_info(t) for t in teachers] if len(teachers) > 1 else teacher_info(teacher)
         return mined, None, info
     # The collator knows every labelled pair (its pools exclude all positives); the trainer feeds the capped ones.
+    refresh = None if args.refresh == "none" else args.refresh
     collator = MiningDataCollator(model, pairs_dataset(data), args=training_args, corpus=data.corpus_texts,
-                                  retriever="hybrid", teacher=teacher, ensemble=args.ensemble, filter=percpos,
-                                  range_max=RANGE_MAX,
-                                  num_negatives=args.num_negatives, refresh="rescore", refresh_steps=args.refresh_steps,
+                                  retriever="hybrid" if teacher is not None else "dense", teacher=teacher,
+                                  ensemble=args.ensemble, filter=percpos, range_max=RANGE_MAX,
+                                  num_negatives=args.num_negatives, refresh=refresh,
+                                  refresh_steps=args.refresh_steps if refresh else None,
                                   seed=args.seed, cache_folder=cache_dir, verbose=False, backend=args.backend)
     return pairs, collator, {"rows": len(pairs)}
 

@@ -76,7 +76,7 @@ def test_validate_eci_scores_trains_with_seeds_and_correlates_the_seed_means(sci
     common = ["--data", str(tmp_path / "data"), "--datasets", "scifact", "--max-seq-length", "64",
               "--num-negatives", "2", "--batch-size", "8", "--cache-dir", str(cache_dir), "--work", str(runs),
               "--cache", str(tmp_path / "cache"), "--quality-work", str(quality), "--quality-cache", str(quality),
-              "--output", str(out)]
+              "--output", str(out), "--min-trained", "3"]
     strategies = ["random", "bm25", "dense-naive", "dense-percpos", "shifted", "unsafe"]
     validate_eci.main(["mine", "--strategies", *strategies, *common])
     rows = {s: json.loads((runs / "scifact" / s / "eci.json").read_text())["student"] for s in strategies}
@@ -316,3 +316,14 @@ def test_several_teachers_mine_as_an_ensemble(tiny_beir, tmp_path, cache_dir):
     assert len(config["teachers"]) == 2 and config["ensemble"] == "union"
     assert isinstance(union["mining"]["teacher"], list) and len(union["mining"]["teacher"]) == 2
     assert isinstance(single["mining"]["teacher"], dict)
+
+
+def test_collator_without_a_teacher_refreshes_as_told(tiny_beir, tmp_path, cache_dir):
+    """collator-dense: dense PercPos pools under the model being trained, refreshed by --refresh every N steps."""
+    common = ["--strategy", "collator-dense", "--train", str(tiny_beir), "--eval", f"{tiny_beir}:train",
+              "--max-seq-length", "64", "--num-negatives", "2", "--batch-size", "8", "--cache-dir", str(cache_dir),
+              "--refresh-steps", "1"]
+    remine = run_recipe(*common, "--refresh", "remine", "--output", str(tmp_path / "remine"))
+    assert remine["refreshes"] and {r["mode"] for r in remine["refreshes"]} == {"remine"}
+    static = run_recipe(*common, "--refresh", "none", "--output", str(tmp_path / "static"))
+    assert static["refreshes"] == [] and static["train_rows"] == remine["train_rows"] > 0
