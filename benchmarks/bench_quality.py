@@ -16,10 +16,11 @@ with an ensemble of the teacher and the untrained student (mean of scores; NV-Re
 trained): no refresh, Conan rescore, ANCE-style remine, every ``--refresh-steps``; 24. row 4
 trained for two epochs.
 
-Every row that mines ahead of training (all but 1, 2 and 6) mines **once** (``prepare``: the recipe's
-``--mine-only``, timed in wall and CPU seconds), then trains once per ``--seeds`` seed from the
-saved set (``train``), so the seeds vary the training alone. Row 6 mines while it trains, on the
-machine that trains it. ``report`` gives nDCG@10 mean ± sd over the seeds, the difference to row 3
+Every row that mines ahead of training (all but 1, 2, 11 and the collator rows 6 and 21-23) mines
+**once** (``prepare``: the recipe's ``--mine-only``, timed in wall and CPU seconds; rows that differ
+only in training flags share one set, ``MINED_AS``), then trains once per ``--seeds`` seed from the
+saved set (``train``), so the seeds vary the training alone. The collator rows mine while they
+train, on the machine that trains them. ``report`` gives nDCG@10 mean ± sd over the seeds, the difference to row 3
 paired by seed (``scipy.stats.ttest_rel``, 95% t interval), a paired sign-flip permutation test over
 queries with the seeds pooled, and each row's compute: mining (here) plus training, and the device
 the training ran on.
@@ -121,8 +122,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--kd-temperature", type=float, default=0.05, help="rows 15 and 17: DistillKL's temperature")
     p.add_argument("--kd-weight", type=float, default=1.0, help="rows 16 and 17: weight of the distillation term")
     p.add_argument("--guide", default=None, help="train: row 18's guide (default: --teacher)")
-    p.add_argument("--teacher", default=None, help="teacher for rows 5-7 (e.g. all-mpnet-base-v2's folder)")
-    p.add_argument("--refresh-steps", type=int, default=10, help="row 6: refresh every this many steps")
+    p.add_argument("--teacher", default=None, help="teacher for rows 5-10 and 14-20 (e.g. all-mpnet-base-v2's folder)")
+    p.add_argument("--refresh-steps", type=int, default=10, help="rows 6, 22, 23: refresh every this many steps")
     p.add_argument("--model", default=None, help="train: the student's folder (default all-MiniLM-L6-v2)")
     p.add_argument("--jobs", type=int, default=1, help="train: runs at once (several fit on one GPU)")
     p.add_argument("--work", default=str(ROOT / "benchmarks" / "results" / "quality_seeds"),
@@ -136,7 +137,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def rows(args, stage: str) -> list[tuple]:
-    """The chosen rows that ``stage`` can run: without --teacher, neither mining rows 5 and 7 nor training row 6."""
+    """The chosen rows that ``stage`` can run: without --teacher no teacher row mines and row 6 does not train;
+    without --guide (or --teacher) row 18 does not train."""
     chosen = [r for r in ROWS if r[0] in args.rows]
     if not args.teacher_name:
         needs = ("hybrid-teacher",) if stage == "prepare" else ("collator-refresh",)
@@ -167,8 +169,10 @@ def prepare(args) -> None:
             if strategy not in MINED_AHEAD:
                 continue
             out = Path(args.cache) / name / MINED_AS.get(folder, folder)
+            # Training-only flags stay out of the mining (cached-gist would ask for its guide).
+            mining_flags = [] if "cached-gist" in extra else extra
             cmd = recipe.recipe_command(strategy, path, train_split, eval_split, args, cap, "--mine-only",
-                                        "--output", str(out), *extra)
+                                        "--output", str(out), *mining_flags)
             if strategy in TEACHER_ROWS:
                 cmd += ["--teacher", args.teacher]
             if "--ensemble" in extra:  # the second teacher: the untrained student
@@ -211,26 +215,29 @@ def train(args) -> None:
     seeded.run_jobs(jobs, args.jobs, Path(args.work))
 
 
-def total_compute(number: str, table: dict, extra: list[str], compute: dict) -> float | None:
+def total_compute(number: str, table: dict, extra: list[str], compute: dict, args) -> float | None:
     """CPU seconds of mining (cold caches) plus training on this machine's CPU (``bench_compute.py``'s rate).
 
     A row that reuses another row's embeddings or mined set is charged that row's cold mining: every
     teacher row pays the teacher's encoding of the corpus, which row 5 measured.
     """
     row = table[number]
-    source = (table.get("5", row) if row["strategy"] == "hybrid-teacher" else table.get("3", row) if number == "12"
-              else table.get("4", row) if number == "24" else row)
-    mining = source["mining_cpu_seconds"] or 0.0
     if row["strategy"] == "base":
-        return mining
-    if row["strategy"].startswith("collator"):  # it mines while it trains, on the training device
+        return 0.0
+    # Collator rows mine while they train, on the training device; GIST also runs its guide over every text.
+    if row["strategy"].startswith("collator") or "cached-gist" in extra:
         return None
-    negatives = int(extra[extra.index("--num-negatives") + 1]) if "--num-negatives" in extra else 4
+    source = table.get("5") if row["strategy"] == "hybrid-teacher" else table.get({"12": "3", "24": "4"}.get(
+        number, number))
+    if source is None or (row["strategy"] != "in-batch" and source["mining_cpu_seconds"] is None):
+        return None
+    mining = source["mining_cpu_seconds"] or 0.0
+    negatives = int(extra[extra.index("--num-negatives") + 1]) if "--num-negatives" in extra else args.num_negatives
     width = 2 if row["strategy"] == "in-batch" else 2 + negatives
-    epochs = float(extra[extra.index("--epochs") + 1]) if "--epochs" in extra else 1.0
+    epochs = float(extra[extra.index("--epochs") + 1]) if "--epochs" in extra else args.epochs
     rates = {m["width"]: m["cpu_per_row"] for m in compute.get("datasets", {}).get(row["dataset"], [])}
-    rows = max((r["train_rows"] or 0) for r in row["runs"].values())
-    return None if width not in rates else mining + rows * epochs * rates[width]
+    rows = [r["train_rows"] for r in row["runs"].values() if r["train_rows"]]
+    return None if width not in rates or not rows else mining + max(rows) * epochs * rates[width]
 
 
 def summarise(args) -> dict:
@@ -257,7 +264,7 @@ def summarise(args) -> dict:
         extras = {r[0]: r[4] for r in ROWS}
         for number, row in table.items():
             row["vs_3"] = seeded.compare(row["runs"], table["3"]["runs"]) if "3" in table and number != "3" else None
-            row["compute_cpu_seconds"] = total_compute(number, table, extras[number], compute)
+            row["compute_cpu_seconds"] = total_compute(number, table, extras[number], compute, args)
         out[name] = table
         args.teacher_name = args.teacher_name or json.loads((work / "settings.json").read_text()).get("teacher")
     return out
@@ -283,7 +290,8 @@ def render(summary: dict, args) -> str:
         "permutation test over queries, seeds pooled (10,000 resamples)",
         "- compute: mining wall / CPU seconds (once per row, on the mining machine, embedding caches as found) and "
         "training wall seconds per seed (mean), on the device named; total CPU s: mining with cold caches (a teacher "
-        "row is charged row 5's mining, which encoded the corpus with the teacher; row 12 row 3's) plus one seed's "
+        "row is charged row 5's mining, which encoded the corpus with the teacher; rows 12 and 24 those of rows 3 "
+        "and 4) plus one seed's "
         "training at this CPU's rate (`benchmarks/results/compute.md`: CPU s per row by texts per row, times rows "
         "and epochs)",
         "",

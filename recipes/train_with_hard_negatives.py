@@ -140,8 +140,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--mine-only: strategy {args.strategy} mines nothing ahead of training")
     if args.relabel is not None and args.strategy in ("base", "dataset"):
         p.error(f"--relabel: strategy {args.strategy} reads no labels")
-    if args.loss in NEEDS_SCORES and args.strategy in ("in-batch", *COLLATORS):
-        p.error(f"--loss {args.loss} needs teacher scores per row; strategy {args.strategy} has none")
+    if args.loss in NEEDS_SCORES and args.strategy not in ("hybrid-teacher", "dataset"):
+        # The other miners' scores are the untrained student's own: distilling them teaches nothing new.
+        p.error(f"--loss {args.loss} needs a teacher's scores per row (strategy hybrid-teacher, or dataset with a set "
+                f"mined with a teacher); strategy {args.strategy} has none")
     if (args.loss == "cached-gist") != (args.guide is not None):
         p.error("--loss cached-gist needs --guide" if args.guide is None else "--guide is for --loss cached-gist")
     args.output_scores = args.output_scores or args.loss in NEEDS_SCORES

@@ -35,8 +35,9 @@ never negatives):
     python recipes/validate_eci.py report --seeds 1 2 3 4 5
 
 Settings default to the quality benchmark's (256 tokens, 2,000 NFCorpus pairs). A work folder
-(``--work``) holds runs of one setting only (``settings.json``); a set mined again with other rows
-(the data changed) drops the trainings made on the old rows. Writes ``--output`` (markdown), the
+(``--work``) holds runs of one setting only (``settings.json``); a training is read only for the
+very rows its set has now (SHA-256), so a set mined again with other rows (the data changed) is
+trained again. Writes ``--output`` (markdown), the
 PNGs beside it, and the same name with ``.json``.
 """
 
@@ -47,7 +48,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import shutil
 import sys
 import time
@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT / "recipes"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import seeded
 import train_with_hard_negatives as recipe
-from evaluation import rank_correlations
+from eci_report import render
 
 logger = logging.getLogger("validate_eci")
 
@@ -181,19 +181,36 @@ def mining_config(name: str, ds: str, data, args) -> dict:
             "pairs_sha256": pairs}
 
 
+def use_settings(args, ds: str) -> None:
+    """Check (or record) the work folder's settings; a run without --teacher takes the teacher recorded there."""
+    path = Path(args.work) / ds / "settings.json"
+    seeded.check_settings(path, settings(args))
+    args.teacher_name = args.teacher_name or _read_json(path).get("teacher")
+
+
 def quality_runs(ds: str, name: str, digest: str, args) -> Path | None:
-    """bench_quality.py's run folder of strategy ``name`` when it trained these very rows with these settings."""
+    """bench_quality.py's run folder of strategy ``name`` when it mined these very rows with these settings."""
     if name not in SHARED:
         return None
     work = Path(args.quality_work) / ds
     kept, mine = _read_json(work / "settings.json"), settings(args)
     if any(kept.get(k) != v for k, v in mine.items() if k != "teacher"):
         return None
-    if name == "hybrid-teacher" and kept.get("teacher") != mine["teacher"]:
-        return None
     if _read_json(work / name / "mining.json").get("mining", {}).get("rows_sha256") != digest:
-        return None
+        return None  # the digest pins the rows, and with them the teacher that chose them
     return work / name
+
+
+def seed_runs(ds: str, name: str, digest: str, args) -> dict[int, tuple[dict, Path]]:
+    """``seed -> (run, its folder)`` of the trainings on exactly these rows: the quality benchmark's first, then ours."""
+    found: dict[int, tuple[dict, Path]] = {}
+    for folder in (quality_runs(ds, name, digest, args), Path(args.work) / ds / name):
+        if folder is None:
+            continue
+        for seed, run in seeded.load_runs(folder, args.seeds).items():
+            if run["rows_sha256"] == digest and seed not in found:
+                found[seed] = (run, folder)
+    return found
 
 
 # ----------------------------------------------------------------------------- stages
@@ -211,7 +228,7 @@ def mine_stage(args) -> None:
     cache_dir = None if args.cache_dir == "none" else args.cache_dir
     for spec in args.datasets:
         ds, path, train_split, _ = recipe.dataset_spec(spec, args.data)
-        seeded.check_settings(Path(args.work) / ds / "settings.json", settings(args))
+        use_settings(args, ds)
         model = load_model(None, max_seq_length=args.max_seq_length)
         data, pairs = recipe.training_pairs(path, train_split, args.nfcorpus_train_pairs if ds == "nfcorpus" else None)
         student = Embedder(model, cache_dir=cache_dir, show_progress=False)
@@ -249,14 +266,14 @@ def mine_stage(args) -> None:
                     (out / "mining.json").write_text(json.dumps(record, indent=1))
                     logger.info("%s: mined %s (%d rows) in %.1f s", ds, name, len(dataset), record["seconds"])
             kept = _read_json(work / "eci.json")
-            if kept and kept["rows_sha256"] != record["rows_sha256"]:  # other rows: their trainings are stale
-                for stale in work.glob("seed-*"):
-                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-                logger.warning("%s %s: mined other rows than before; its trainings were dropped", ds, name)
+            if kept and kept["rows_sha256"] != record["rows_sha256"]:  # trainings on the old rows are not read again
+                logger.warning("%s %s: mined other rows than before; its trainings will be redone", ds, name)
             entry = {"strategy": name, "label": STRATEGIES[name], "rows": len(dataset),
                      "rows_sha256": record["rows_sha256"], "mining": record["config"]}
             for scorer_name, scorer in scorers.items():
                 entry[scorer_name] = predictors(*row_scores(dataset, scorer))
+            if "teacher" not in entry and kept.get("rows_sha256") == entry["rows_sha256"] and "teacher" in kept:
+                entry["teacher"] = kept["teacher"]  # scored earlier with --teacher: the same rows, the same scores
             work.mkdir(parents=True, exist_ok=True)
             (work / "eci.json").write_text(json.dumps(entry, indent=1))
             logger.info("%s %s: %d rows, ECI %.4f (student)", ds, name, len(dataset), entry["student"]["eci"])
@@ -267,22 +284,22 @@ def train_stage(args) -> None:
     jobs = []
     for spec in args.datasets:
         ds, path, train_split, eval_split = recipe.dataset_spec(spec, args.data)
-        seeded.check_settings(Path(args.work) / ds / "settings.json", settings(args))
+        use_settings(args, ds)
         for name in args.strategies:
             work = Path(args.work) / ds / name
             entry = _read_json(work / "eci.json")
             if not entry:
                 logger.warning("%s %s: not mined yet (run the mine stage)", ds, name)
                 continue
-            if quality_runs(ds, name, entry["rows_sha256"], args) is not None:
+            missing = [s for s in args.seeds if s not in seed_runs(ds, name, entry["rows_sha256"], args)]
+            if not missing:
                 continue
             mined = Path(args.quality_cache if name == "st-percpos" else args.cache) / ds / name / "mined"
             if not mined.is_dir():
                 raise SystemExit(f"{mined}: no mined set (run the mine stage, or carry the cache here)")
-            for seed in args.seeds:
+            for seed in missing:
                 out = work / f"seed-{seed}"
-                if (out / "results.json").is_file():
-                    continue
+                shutil.rmtree(out, ignore_errors=True)  # a training on other rows, or one cut short
                 cmd = recipe.recipe_command("dataset", Path(path), train_split, eval_split,
                                             argparse.Namespace(**{**vars(args), "seed": seed}), None,
                                             "--dataset", str(mined), "--output", str(out))
@@ -297,15 +314,15 @@ def collect(args) -> dict[str, list[dict]]:
         ds = recipe.dataset_spec(spec, args.data)[0]
         if not (Path(args.work) / ds / "settings.json").is_file():
             continue
-        seeded.check_settings(Path(args.work) / ds / "settings.json", settings(args))
+        use_settings(args, ds)
         rows = []
         for name in args.strategies:
             entry = _read_json(Path(args.work) / ds / name / "eci.json")
             if not entry:
                 continue
-            folder = quality_runs(ds, name, entry["rows_sha256"], args) or Path(args.work) / ds / name
-            runs = {s: r for s, r in seeded.load_runs(folder, args.seeds).items()
-                    if r["rows_sha256"] == entry["rows_sha256"]}
+            found = seed_runs(ds, name, entry["rows_sha256"], args)
+            runs = {s: run for s, (run, _) in sorted(found.items())}
+            folders = sorted({str(f.relative_to(ROOT) if f.is_relative_to(ROOT) else f) for _, f in found.values()})
             if runs:
                 values = [r["ndcg10"] for r in runs.values()]
                 entry.update(ndcg10_by_seed={str(s): r["ndcg10"] for s, r in runs.items()},
@@ -313,7 +330,7 @@ def collect(args) -> dict[str, list[dict]]:
                              else None, recall100=float(np.mean([r["recall100"] for r in runs.values()])),
                              train_seconds=float(np.mean([r["train_seconds"] or 0 for r in runs.values()])),
                              device=", ".join(sorted({r["device"] for r in runs.values()})),
-                             trained_in=str(folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder))
+                             trained_in=", ".join(folders))
             rows.append(entry)
         results[ds] = rows
     return results
@@ -337,147 +354,6 @@ def predictors(queries, pos, neg) -> dict[str, float]:
     ratios = [n / p for p, row in zip(pos, neg) if p > 0 for n in row]
     out["mean_ratio"] = float(np.mean(ratios)) if ratios else 0.0
     return out
-
-
-def oracle_rho(ndcg: list[float], sigma: float, draws: int = 20_000, seed: int = 0) -> float:
-    """Mean Spearman rho between ``ndcg`` and ``ndcg`` plus Gaussian noise of standard deviation ``sigma``.
-
-    Roughly the rho a perfect predictor (one that knew each strategy's expected nDCG@10) could reach
-    when every strategy is trained once: a ceiling, and an optimistic one, since the measured spread
-    across strategies itself contains noise.
-    """
-    y = np.asarray(ndcg, dtype=float)
-    if len(y) < 3 or sigma <= 0:
-        return float("nan") if len(y) < 3 else 1.0
-    noisy = y + np.random.default_rng(seed).normal(0.0, sigma, (draws, len(y)))
-    ranks = noisy.argsort(axis=1).argsort(axis=1) - (len(y) - 1) / 2  # continuous noise: no ties
-    truth = y.argsort().argsort() - (len(y) - 1) / 2
-    return float(np.mean(ranks @ truth / (truth @ truth)))
-
-
-def scatter_png(rows: list[dict], numbers: list[int], dataset: str, rho: float) -> bytes:
-    """PNG of nDCG@10 against ECI under the student, each strategy numbered as in the report's table."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(7.5, 4.2), dpi=100)
-    ax = figure.add_subplot()
-    for number, r in zip(numbers, rows):
-        ax.scatter(r["student"]["eci"], r["ndcg10"], color="#4C72B0", zorder=3,
-                   label=f"{number}: {r['label']}")
-        ax.annotate(str(number), (r["student"]["eci"], r["ndcg10"]), textcoords="offset points", xytext=(5, 4),
-                    fontsize=9)
-    ax.set_xlabel("ECI before training (student scorer)")
-    ax.set_ylabel("nDCG@10 after training")
-    ax.set_title(f"{dataset}: Spearman rho = {rho:.2f}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7, frameon=False, handletextpad=0.2)
-    figure.tight_layout()
-    out = io.BytesIO()
-    figure.savefig(out, format="png", metadata={"Software": None})
-    return out.getvalue()
-
-
-
-
-PREDICTORS = [
-    ("eci", "ECI (alpha 0.95)"), ("eci@0.9", "ECI (alpha 0.90)"), ("eci@0.99", "ECI (alpha 0.99)"),
-    ("efficiency", "E = 2HS/(H+S), no capacity"), ("capacity", "C = log(1 + safe)"), ("hardness", "H"),
-    ("safety", "S"), ("safe_fraction", "safe fraction"), ("s0_share", "minus the share of S = 0"),
-    ("mean_ratio", "mean negative/positive score"),
-]
-
-
-def training_noise(trained: list[dict]) -> dict:
-    """How far chance alone moves a strategy's seed-averaged nDCG@10, against the spread across strategies.
-
-    The within-strategy sd is pooled over the strategies trained with two seeds or more; a mean over
-    n seeds carries sd / sqrt(n) of it, which ``oracle_rho`` turns into the rho a perfect predictor
-    could reach through that noise.
-    """
-    repeated = [r for r in trained if len(r["ndcg10_by_seed"]) >= 2]
-    if not repeated:
-        return {}
-    pooled = float(np.sqrt(np.mean([r["ndcg10_sd"] ** 2 for r in repeated])))
-    seeds = float(np.mean([len(r["ndcg10_by_seed"]) for r in trained]))
-    means = [r["ndcg10"] for r in trained]
-    return {"seed_sd": pooled, "seeds": seeds, "sd_of_mean": pooled / np.sqrt(seeds),
-            "strategies_sd": float(np.std(means, ddof=1)), "strategies_range": float(np.ptp(means)),
-            "oracle_rho": oracle_rho(means, pooled / np.sqrt(seeds))}
-
-
-def render(results: dict[str, list[dict]], args) -> tuple[str, dict, dict]:
-    """(markdown report, rank correlations by dataset and predictor, training noise by dataset)."""
-    lines = [
-        "# ECI validation: does ECI before training predict nDCG@10 after it?",
-        "",
-        f"- command: `python {' '.join(sys.argv)}`; report written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"- mining and ECI on {os.cpu_count()} CPU cores, {platform.machine()}; the training device is in each row",
-        f"- student all-MiniLM-L6-v2, MNRL, batch {args.batch_size}, lr {args.lr}, {args.epochs:g} epoch, max length "
-        f"{args.max_seq_length}, {args.num_negatives} negatives, training seeds {', '.join(map(str, args.seeds))} "
-        "(the quality benchmark's settings; its runs are reused where it trained the same rows); NFCorpus "
-        f"{args.nfcorpus_train_pairs} train pairs, evaluated on dev",
-        f"- ECI scorers: the untrained student (raw cosine, clipped at 0) and the teacher `{args.teacher_name}`",
-        "- nDCG@10: mean ± sd over the seeds; rho / tau: Spearman / Kendall rank correlation of each predictor with "
-        "the seed-averaged nDCG@10 across strategies; in brackets two-sided p (rho: 20,000 random permutations; tau: "
-        "exact)",
-        "",
-    ]
-    correlations: dict = {}
-    noises: dict = {}
-    for ds, rows in results.items():
-        trained = [r for r in rows if "ndcg10" in r]
-        lines += [f"## {ds}", "", "| # | strategy | rows | ECI (student) | H | S | C | S = 0 share | ECI (teacher) "
-                  "| nDCG@10 mean ± sd | seeds | Recall@100 | train s | device |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-        for i, r in enumerate(rows, 1):
-            s, t = r["student"], r.get("teacher", {})
-            train_s = f"{r['train_seconds']:.0f}" if "train_seconds" in r else "–"
-            recall = f"{r['recall100']:.4f}" if "recall100" in r else "–"
-            ndcg = "–" if "ndcg10" not in r else (
-                f"{r['ndcg10']:.4f}" + (f" ± {r['ndcg10_sd']:.4f}" if r["ndcg10_sd"] is not None else ""))
-            lines.append(f"| {i} | {r['label']} | {r['rows']} | {s['eci']:.3f} | {s['hardness']:.3f} | "
-                         f"{s['safety']:.3f} | {s['capacity']:.3f} | {s['s0_share']:.3f} | "
-                         f"{t.get('eci', float('nan')):.3f} | {ndcg} | {len(r.get('ndcg10_by_seed', {}))} | "
-                         f"{recall} | "
-                         f"{train_s} | "
-                         f"{r.get('device', '–')} |")
-        lines.append("")
-        if len(trained) < max(3, args.min_trained):
-            lines += [f"{len(trained)} of {len(rows)} strategies trained so far (--min-trained {args.min_trained}): "
-                      "no correlation yet.", ""]
-            continue
-        ndcg = [r["ndcg10"] for r in trained]
-        correlations[ds] = {}
-        lines += ["| predictor | scorer | rho | tau |", "|---|---|---:|---:|"]
-        for scorer in ("student", "teacher"):
-            if scorer not in trained[0]:
-                continue
-            for key, label in PREDICTORS:
-                sign = -1 if key == "s0_share" else 1
-                c = rank_correlations([sign * r[scorer][key] for r in trained], ndcg)
-                correlations[ds][f"{scorer}:{'-' if sign < 0 else ''}{key}"] = c
-                lines.append(f"| {label} | {scorer} | {c['spearman']:.3f} ({c['spearman_p']:.3f}) | "
-                             f"{c['kendall']:.3f} ({c['kendall_p']:.3f}) |")
-        noise = training_noise(trained)
-        if noise:
-            noises[ds] = noise
-            lines += ["", f"Training noise: the seed-to-seed sd of nDCG@10 is {noise['seed_sd']:.4f} (pooled over the "
-                      f"strategies), so a mean over {noise['seeds']:g} seeds moves by about {noise['sd_of_mean']:.4f} "
-                      f"by chance; across the strategies the means have sd {noise['strategies_sd']:.4f} (range "
-                      f"{noise['strategies_range']:.4f}). A predictor that knew each strategy's expected nDCG@10 "
-                      f"exactly would reach rho of about {noise['oracle_rho']:.2f} on these means (simulated)."]
-        png = Path(args.output).with_name(f"eci_{ds}.png")
-        png.write_bytes(scatter_png(trained, [rows.index(r) + 1 for r in trained], ds,
-                                    correlations[ds]["student:eci"]["spearman"]))
-        lines += ["", f"![ECI (student) against nDCG@10 on {ds}]({png.name})", "",
-                  f"`{png.name}`: x = ECI under the student, y = seed-averaged nDCG@10; points numbered as in the "
-                  "first table.", ""]
-    return "\n".join(lines), correlations, noises
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,39 @@
+"""The quality benchmark's compute accounting (benchmarks/bench_quality.py): what each row is charged."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+def test_total_compute_charges_cold_mining_and_training_at_the_measured_rate():
+    import bench_quality
+
+    def row(strategy, mining_cpu, rows):
+        return {"strategy": strategy, "dataset": "d", "mining_cpu_seconds": mining_cpu,
+                "runs": {1: {"train_rows": rows}, 2: {"train_rows": rows}}}
+
+    table = {"2": row("in-batch", None, 100), "3": row("st-percpos", 50.0, 80), "5": row("hybrid-teacher", 900.0, 90),
+             "7": row("hybrid-teacher", 2.0, 90), "12": row("st-percpos", None, 80), "18": row("hybrid-teacher", 1.0, 90),
+             "21": row("collator-dense", None, 100)}
+    compute = {"datasets": {"d": [{"width": 2, "cpu_per_row": 1.0}, {"width": 3, "cpu_per_row": 2.0},
+                                  {"width": 6, "cpu_per_row": 5.0}]}}
+    args = argparse.Namespace(num_negatives=4, epochs=1.0)
+    extras = {r[0]: r[4] for r in bench_quality.ROWS}
+
+    def total(number):
+        return bench_quality.total_compute(number, table, extras[number], compute, args)
+
+    assert total("2") == pytest.approx(100 * 1.0)  # in-batch: no mining, 2 texts a row
+    assert total("3") == pytest.approx(50 + 80 * 5.0)
+    assert total("7") == pytest.approx(900 + 90 * 2.0)  # row 5's cold mining (the teacher's encode), 3 texts a row
+    assert total("12") == pytest.approx(50 + 2 * 80 * 5.0)  # row 3's mining, two epochs
+    assert total("18") is None and total("21") is None  # the guide's encoding / mining on the training device
+    del table["5"]
+    assert total("7") is None  # without row 5's cold mining there is no honest figure
+    assert bench_quality.total_compute("3", table, [], {}, args) is None  # no measured rate
