@@ -166,13 +166,18 @@ class Embedder:
 
     def config_key(self, kind: Kind) -> dict:
         """Everything besides the texts that changes an embedding."""
-        return {
+        key = {
             "model": self.fingerprint(),
             "prompt": self.resolved_prompt(kind),
             "max_seq_length": getattr(self.model, "max_seq_length", None),
             "kind": kind,
             "normalize": True,
         }
+        # What the weights do not show (a Mafin model's black box and weight); absent, the key is unchanged.
+        extra = getattr(self.model, "embedding_cache_key", None)
+        if extra:
+            key["extra"] = extra
+        return key
 
     def encode(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
         """Embeddings of ``texts`` as a ``[len(texts), dim]`` float32 array, unit-normalised."""

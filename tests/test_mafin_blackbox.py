@@ -53,10 +53,11 @@ def test_precomputed_vectors_are_found_by_text_from_a_dict_a_dataset_or_parquet(
     path = tmp_path / "vectors.parquet"
     datasets.Dataset.from_dict({"text_sha256": [text_hash(t) for t in texts], "embedding": vectors.tolist()}
                                ).to_parquet(str(path))
-    for box in (from_dict, PrecomputedBlackBox(dataset, name="ds"), PrecomputedBlackBox(path)):
+    for box in (from_dict, PrecomputedBlackBox(dataset, name="ds"), PrecomputedBlackBox(path, name="p")):
         assert len(box) == 3
         assert np.allclose(box.embed(["gamma", "alpha", "gamma"]), expected[[2, 0, 2]])
-    assert PrecomputedBlackBox(path).name == "vectors"
+    with pytest.raises(ValueError, match="needs the black box's name"):
+        PrecomputedBlackBox(path, name="")
 
 
 def test_a_missing_vector_is_an_error_or_goes_to_the_fallback(tmp_path):
@@ -77,15 +78,15 @@ def test_a_missing_vector_is_an_error_or_goes_to_the_fallback(tmp_path):
     bad = tmp_path / "bad.parquet"
     datasets.Dataset.from_dict({"sentence": ["a"], "embedding": [[1.0]]}).to_parquet(str(bad))
     with pytest.raises(ValueError, match=r"bad.parquet: needs a 'text' or 'text_sha256' column"):
-        PrecomputedBlackBox(bad)
+        PrecomputedBlackBox(bad, name="b")
     with pytest.raises(FileNotFoundError, match="nowhere.parquet: no such file"):
-        PrecomputedBlackBox(tmp_path / "nowhere.parquet")
+        PrecomputedBlackBox(tmp_path / "nowhere.parquet", name="n")
 
 
 def test_vector_cache_fetches_each_text_once_across_runs(tmp_path):
     calls: list = []
     box = CallableBlackBox(fake_api(calls), name="api", batch_size=8)
-    first = VectorCache(box, folder=tmp_path)
+    first = VectorCache(box, folder=tmp_path, chunk_size=2)
     a = first.embed(["x", "y", "x"])
     b = first.embed(["y", "z"])
     assert calls == [["x", "y"], ["z"]] and first.stats == {"fetched": 3, "from_cache": 1}  # "y", the 2nd time
@@ -95,6 +96,9 @@ def test_vector_cache_fetches_each_text_once_across_runs(tmp_path):
     again = VectorCache(CallableBlackBox(fake_api(calls), name="api"), folder=tmp_path)
     assert len(again) == 3 and np.allclose(again.embed(["x", "y", "z"]), np.vstack([a[:2], b[1:]]))
     assert len(calls) == 2 and again.stats["fetched"] == 0
+    # An unreadable shard costs its texts a refetch, not the cache.
+    (folder / "0000broken.parquet").write_bytes(b"not parquet")
+    assert len(VectorCache(CallableBlackBox(fake_api(calls), name="api"), folder=tmp_path)) == 3
     # Another black box's vectors are kept apart.
     other = VectorCache(CallableBlackBox(fake_api(calls), name="another api"), folder=tmp_path)
     assert len(other) == 0 and len(list(tmp_path.iterdir())) == 1  # nothing written until it fetches
@@ -112,3 +116,21 @@ def test_model_black_box_is_frozen_and_gives_the_models_unit_vectors():
     expected = model.encode(texts, convert_to_numpy=True)
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     assert np.allclose(box.embed(texts), expected, atol=1e-5)
+
+
+def test_vector_cache_saves_chunk_by_chunk_and_refuses_two_sizes_under_one_name(tmp_path):
+    calls: list = []
+
+    def dies_on_third_call(texts):
+        if len(calls) == 2:
+            raise ConnectionError("API down")
+        return fake_api(calls)(texts)
+
+    cache = VectorCache(CallableBlackBox(dies_on_third_call, name="api"), folder=tmp_path, chunk_size=2)
+    with pytest.raises(ConnectionError):
+        cache.embed([f"t{i}" for i in range(6)])
+    resumed = VectorCache(CallableBlackBox(fake_api([]), name="api"), folder=tmp_path)
+    assert len(resumed) == 4  # the two chunks fetched before the failure were kept
+    wider = VectorCache(CallableBlackBox(lambda texts: np.ones((len(texts), 6)), name="api"), folder=tmp_path)
+    with pytest.raises(ValueError, match="api: got 6-d vectors, but the cache holds 4-d ones under this name"):
+        wider.embed(["new text"])

@@ -1,7 +1,17 @@
 """Mafin (arXiv 2402.12177): fine-tune a black-box embedding by augmenting it with a small trainable model.
 
-This package holds the black-box side: where its vectors come from (:mod:`st_hardneg.mafin.blackbox`).
+- :mod:`st_hardneg.mafin.blackbox`: where the black box's vectors come from (an API callable, a
+  precomputed store looked up by text hash, a frozen local model) and a cache that fetches each once;
+- :mod:`st_hardneg.mafin.model`: :class:`MafinModel`, the combined ``SentenceTransformer``.
+
+``MafinModel`` and ``MafinCombine`` are imported on first use, so ``import st_hardneg.mafin`` loads
+neither torch nor sentence-transformers.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from .blackbox import (
     BlackBox,
@@ -13,5 +23,11 @@ from .blackbox import (
     text_hash,
 )
 
-__all__ = ["BlackBox", "CallableBlackBox", "MissingVectorError", "ModelBlackBox", "PrecomputedBlackBox",
-           "VectorCache", "text_hash"]
+__all__ = ["BlackBox", "CallableBlackBox", "MafinCombine", "MafinModel", "MissingVectorError", "ModelBlackBox",
+           "PrecomputedBlackBox", "VectorCache", "text_hash"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("MafinModel", "MafinCombine"):
+        return getattr(importlib.import_module(".model", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

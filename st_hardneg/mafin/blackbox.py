@@ -105,7 +105,7 @@ class ModelBlackBox:
 
     Args:
         model (SentenceTransformer | str): The model, or a name/path to load.
-        name (str | None): Defaults to the model's name or path.
+        name (str | None): Defaults to the path it was loaded from, or to a fingerprint of its weights.
         batch_size (int): Encoding batch size.
     """
 
@@ -113,10 +113,14 @@ class ModelBlackBox:
         if isinstance(model, (str, os.PathLike)):
             from sentence_transformers import SentenceTransformer
 
-            name = name or str(model)
+            path = Path(model).expanduser()
+            name = name or (str(path.resolve()) if path.exists() else str(model))
             model = SentenceTransformer(str(model))
-        self.model, self.batch_size = model, batch_size
-        self.name = name or getattr(getattr(model, "model_card_data", None), "base_model", None) or type(model).__name__
+        if not name:
+            from ..embeddings import model_fingerprint
+
+            name = f"{type(model).__name__}@{model_fingerprint(model)[:16]}"
+        self.model, self.batch_size, self.name = model, batch_size, name
         for p in model.parameters():
             p.requires_grad_(False)
 
@@ -133,17 +137,19 @@ class PrecomputedBlackBox:
         vectors: A ``datasets.Dataset``, a parquet path, or a mapping ``text -> vector``. A dataset or
             file needs an ``embedding`` column and a ``text`` column (or ``text_sha256``, the key
             :func:`text_hash` gives).
-        name (str): Names the black box (defaults to the file's name).
+        name (str): The black box whose vectors these are, e.g. ``"openai/text-embedding-3-small"``:
+            caches and model cards key on it, so two different stores must not share a name.
         fallback (BlackBox | None): Asked for the texts the store lacks; without one they raise
             :class:`MissingVectorError`.
         embedding_column (str): The vectors' column. Defaults to "embedding".
     """
 
-    def __init__(self, vectors: Any, name: str | None = None, fallback: BlackBox | None = None,
+    def __init__(self, vectors: Any, name: str, fallback: BlackBox | None = None,
                  embedding_column: str = "embedding") -> None:
-        self.fallback = fallback
+        if not name:
+            raise ValueError("PrecomputedBlackBox needs the black box's name (caches and model cards key on it)")
+        self.fallback, self.name = fallback, name
         source = str(vectors) if isinstance(vectors, (str, os.PathLike)) else type(vectors).__name__
-        self.name = name or (Path(vectors).stem if isinstance(vectors, (str, os.PathLike)) else "precomputed")
         if isinstance(vectors, Mapping):
             labels = list(vectors)
             keys = [text_hash(t) for t in labels]
@@ -214,6 +220,7 @@ class VectorCache:
     Args:
         black_box (BlackBox): The source of vectors.
         folder (str | os.PathLike | None): Where to keep them; None keeps them in memory only.
+        chunk_size (int): New texts are fetched and saved this many at a time.
 
     Example::
 
@@ -221,20 +228,32 @@ class VectorCache:
         box.embed(corpus)   # asks the API for every text once; later runs read the shards
     """
 
-    def __init__(self, black_box: BlackBox, folder: str | os.PathLike | None = None) -> None:
+    def __init__(self, black_box: BlackBox, folder: str | os.PathLike | None = None, chunk_size: int = 1024) -> None:
         if not isinstance(black_box, BlackBox):
             raise TypeError(f"black_box must have a name and an embed(texts) method, got {type(black_box).__name__}")
         self.black_box, self.name = black_box, black_box.name
         self.folder = None if folder is None else Path(folder).expanduser() / text_hash(black_box.name)[:16]
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
+        self.chunk_size = chunk_size
         self._vectors: dict[str, np.ndarray] = {}
         self.stats = {"fetched": 0, "from_cache": 0}
         if self.folder is not None and self.folder.is_dir():
             import pyarrow.parquet as pq
 
             for shard in sorted(self.folder.glob("*.parquet")):
-                table = pq.read_table(shard)
-                for key, vector in zip(table["text_sha256"].to_pylist(), table["embedding"].to_pylist()):
+                try:
+                    table = pq.read_table(shard)
+                    keys, vectors = table["text_sha256"].to_pylist(), table["embedding"].to_pylist()
+                except Exception as error:  # noqa: BLE001 - an unreadable shard costs its texts a refetch, no more
+                    logger.warning("%s: unreadable cache shard (%s); its texts will be fetched again", shard, error)
+                    continue
+                for key, vector in zip(keys, vectors):
                     self._vectors[key] = np.asarray(vector, dtype=np.float32)
+            sizes = {v.shape[0] for v in self._vectors.values()}
+            if len(sizes) > 1:
+                raise ValueError(f"{self.folder}: vectors of sizes {sorted(sizes)} under one black box name "
+                                 f"({self.name!r}); two black boxes share the name")
 
     def __len__(self) -> int:
         return len(self._vectors)
@@ -243,13 +262,19 @@ class VectorCache:
         texts = list(texts)
         keys = [text_hash(t) for t in texts]
         new = list(dict.fromkeys(k for k in keys if k not in self._vectors))
-        self.stats["from_cache"] += len(keys) - sum(k in new for k in keys)
-        if new:
-            first = {k: t for k, t in zip(keys, texts)}
-            fetched = self.black_box.embed([first[k] for k in new])
-            self.stats["fetched"] += len(new)
-            self._save(new, fetched)
-            self._vectors.update(zip(new, fetched))
+        fresh = set(new)
+        self.stats["from_cache"] += sum(k not in fresh for k in keys)
+        text_of = dict(zip(keys, texts))
+        for start in range(0, len(new), self.chunk_size):  # saved chunk by chunk: a killed run keeps its work
+            chunk = new[start:start + self.chunk_size]
+            fetched = self.black_box.embed([text_of[k] for k in chunk])
+            if self._vectors and fetched.shape[1] != next(iter(self._vectors.values())).shape[0]:
+                raise ValueError(f"{self.name}: got {fetched.shape[1]}-d vectors, but the cache holds "
+                                 f"{next(iter(self._vectors.values())).shape[0]}-d ones under this name"
+                                 + (f" ({self.folder})" if self.folder else ""))
+            self.stats["fetched"] += len(chunk)
+            self._save(chunk, fetched)
+            self._vectors.update(zip(chunk, fetched))
         return np.stack([self._vectors[k] for k in keys]) if keys else np.zeros((0, 0), dtype=np.float32)
 
     def _save(self, keys: list[str], vectors: np.ndarray) -> None:
