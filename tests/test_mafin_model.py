@@ -115,3 +115,22 @@ def test_mafin_trains_through_the_mining_collator_and_caches_apart_from_its_smal
     SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, data_collator=collator,
                                loss=losses.MultipleNegativesRankingLoss(model)).train()
     assert collator.batch_stats["batches"] == 2 and collator.batch_stats["passthrough"] == 0  # negatives attached
+
+
+def test_mining_under_the_black_box_equals_mining_with_that_model(scifact, model):
+    """black_box_miner: candidates and PercPos under the black box's scores, through the one engine."""
+    from st_hardneg import PositiveAwareFilter, load_model, mine
+    from st_hardneg.mafin import ModelBlackBox, black_box_miner
+
+    common = {"filter": PositiveAwareFilter(relative_margin=0.05), "num_negatives": 3, "range_max": 20,
+              "verbose": False}
+    direct = mine(scifact, model, retriever="dense", **common)
+    box = ModelBlackBox(load_model(None, max_seq_length=128), name="minilm-as-black-box")  # its own frozen copy
+    miner = black_box_miner(box)
+    through_box = mine(scifact, model, **miner, **common)
+    assert through_box.config["teachers"] == ["bi-encoder[black-box[minilm-as-black-box]]"]
+    ours, theirs = direct.to_dataset("n-tuple"), through_box.to_dataset("n-tuple")
+    assert len(ours) == len(theirs) > 0
+    same = sum(a == b for a, b in zip(ours.to_list(), theirs.to_list()))
+    assert same >= 0.95 * len(ours)  # the same cosines, up to float noise at near-ties
+    assert miner["teacher"].embedder.stats["fetched"] <= len(set(scifact.corpus_texts) | set(scifact.query_texts))

@@ -2,9 +2,10 @@
 
 - :mod:`st_hardneg.mafin.blackbox`: where the black box's vectors come from (an API callable, a
   precomputed store looked up by text hash, a frozen local model) and a cache that fetches each once;
-- :mod:`st_hardneg.mafin.model`: :class:`MafinModel`, the combined ``SentenceTransformer``.
+- :mod:`st_hardneg.mafin.model`: :class:`MafinModel`, the combined ``SentenceTransformer``;
+- :mod:`st_hardneg.mafin.mining`: :func:`black_box_miner`, mining under the black box's scores.
 
-``MafinModel`` and ``MafinCombine`` are imported on first use, so ``import st_hardneg.mafin`` loads
+The model and mining names are imported on first use, so ``import st_hardneg.mafin`` loads
 neither torch nor sentence-transformers.
 """
 
@@ -23,11 +24,12 @@ from .blackbox import (
     text_hash,
 )
 
-__all__ = ["BlackBox", "CallableBlackBox", "MafinCombine", "MafinModel", "MissingVectorError", "ModelBlackBox",
-           "PrecomputedBlackBox", "VectorCache", "text_hash"]
+__all__ = ["BlackBox", "BlackBoxEmbedder", "CallableBlackBox", "MafinCombine", "MafinModel", "MissingVectorError",
+           "ModelBlackBox", "PrecomputedBlackBox", "VectorCache", "black_box_miner", "text_hash"]
+_LAZY = {"MafinModel": ".model", "MafinCombine": ".model", "BlackBoxEmbedder": ".mining", "black_box_miner": ".mining"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("MafinModel", "MafinCombine"):
-        return getattr(importlib.import_module(".model", __name__), name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
