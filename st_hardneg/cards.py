@@ -103,7 +103,7 @@ def render_dataset_card(record: dict, repo_id: str, *, columns: list[str], eci: 
 
 def record_mining_in_card(model: Any, lines: list[str] | None = None, *, config: dict | None = None,
                           eci: dict | None = None, eval_results: dict | None = None,
-                          dataset_repo_id: str | None = None) -> Path:
+                          dataset_repo_id: str | None = None, repo_id: str | None = None) -> Path:
     """Add a "Hard Negatives" section to ``model``'s own card template; return the extended template.
 
     The section (``model_cards/model_card_section.md``) is rendered now and inserted at the top of
@@ -120,12 +120,14 @@ def record_mining_in_card(model: Any, lines: list[str] | None = None, *, config:
         eci: ECI summary (``ECIResult.to_dict()``).
         eval_results: ``{name: {"ndcg@10": .., "recall@100": ..}}``.
         dataset_repo_id: The mined dataset on the Hub, linked from the section and the metadata.
+        repo_id: The model's own repository (named in a Mafin model's loading instructions).
     """
     import jinja2
 
     section = jinja2.Template((TEMPLATES / "model_card_section.md").read_text(encoding="utf-8")).render(
         lines=public(lines or []), config=public(config), eci=public(eci), eval_results=eval_results,
-        dataset_repo_id=dataset_repo_id, endpoint=hub_endpoint())
+        dataset_repo_id=dataset_repo_id, endpoint=hub_endpoint(), mafin=mafin_info(model),
+        repo_id=repo_id or "USER/MODEL")
     card = model.model_card_data
     base = Path(card.template_path).read_text(encoding="utf-8")
     if _MARKER in base:  # extended before: replace our section only
@@ -150,6 +152,15 @@ def record_mining_in_card(model: Any, lines: list[str] | None = None, *, config:
     if dataset_repo_id and dataset_repo_id not in card.datasets:
         card.datasets.append(dataset_repo_id)
     return path
+
+
+def mafin_info(model: Any) -> dict | None:
+    """What a Mafin model's card must say (its black box, sizes and λ); None for any other model."""
+    last = model[-1] if hasattr(model, "__getitem__") and len(model) else None
+    if type(last).__name__ != "MafinCombine":
+        return None
+    return {"black_box": last.black_box_name, "black_box_dim": last.black_box_dim, "small_dim": last.small_dim,
+            "weight": last.weight}
 
 
 @contextmanager

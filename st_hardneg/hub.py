@@ -350,7 +350,9 @@ def push_model(
     left as it was.
 
     Args:
-        model: A SentenceTransformer or the folder of a saved one.
+        model: A SentenceTransformer or the folder of a saved one. A Mafin model
+            (:class:`~st_hardneg.mafin.MafinModel`) is passed as the model, with its black box; its
+            card says which black box it needs and how to supply it.
         repo_id: ``user/name`` of the model repository.
         dataset_repo_id: The mined dataset it was trained on (linked from the card).
         mined: Folder written by ``st-hardneg mine``: its configuration goes on the card.
@@ -383,7 +385,7 @@ def push_model(
     if revision and revision != "main" and not create_pr:
         _call(f"creating branch {revision!r}", api.create_branch, repo_id, branch=revision, exist_ok=True)
     with mining_recorded(model, config=config, eci=eci_dict, eval_results=eval_results,
-                         dataset_repo_id=dataset_repo_id):
+                         dataset_repo_id=dataset_repo_id, repo_id=repo_id):
         return _call("pushing the model", model.push_to_hub, repo_id, token=token, private=private, exist_ok=True,
                      replace_model_card=True, revision=revision, create_pr=create_pr)
 

@@ -219,3 +219,22 @@ def test_a_hub_dataset_without_beir_configs_is_a_clear_error(hub, scifact):
     datasets.Dataset.from_dict({"anchor": ["q"], "positive": ["p"]}).push_to_hub("tester/pairs-only")
     with pytest.raises(DataError, match="hub:tester/pairs-only: not a BEIR dataset: no corpus or queries config"):
         load_beir("tester/pairs-only")
+
+
+def test_mafin_model_round_trip_says_which_black_box_it_needs(hub, model):
+    from st_hardneg.mafin import MafinModel, PrecomputedBlackBox
+
+    texts = ["hard negatives", "a claim about cells"]
+    rng = np.random.default_rng(0)
+    box = PrecomputedBlackBox({t: rng.normal(size=6) for t in texts}, name="acme/embed-v1")
+    mafin = MafinModel.from_models(copy.deepcopy(model), box, weight=0.5)
+    expected = mafin.encode(texts)
+    push_model(mafin, "tester/mafin-minilm")
+    card = ModelCard.load("tester/mafin-minilm")
+    assert "### Mafin: this model needs its black box" in card.text
+    assert "**`acme/embed-v1`** (6-d)" in card.text and 'MafinModel("tester/mafin-minilm", black_box=black_box)' in card.text
+    back = MafinModel("tester/mafin-minilm", black_box=box)
+    assert np.allclose(back.encode(texts), expected, atol=1e-5)
+    # A model that is no Mafin model gets no such section.
+    push_model(copy.deepcopy(model), "tester/plain-minilm")
+    assert "Mafin" not in ModelCard.load("tester/plain-minilm").text
