@@ -227,8 +227,10 @@ def total_compute(number: str, table: dict, extra: list[str], compute: dict, arg
     # Collator rows mine while they train, on the training device; GIST also runs its guide over every text.
     if row["strategy"].startswith("collator") or "cached-gist" in extra:
         return None
-    source = table.get("5") if row["strategy"] == "hybrid-teacher" else table.get({"12": "3", "24": "4"}.get(
-        number, number))
+    # A row training on another row's mined set (MINED_AS) is charged that row's mining.
+    folder = next(r[1] for r in ROWS if r[0] == number)
+    shared = next((r[0] for r in ROWS if r[1] == MINED_AS.get(folder)), number)
+    source = table.get("5") if row["strategy"] == "hybrid-teacher" else table.get(shared)
     if source is None or (row["strategy"] != "in-batch" and source["mining_cpu_seconds"] is None):
         return None
     mining = source["mining_cpu_seconds"] or 0.0

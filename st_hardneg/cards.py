@@ -156,8 +156,10 @@ def record_mining_in_card(model: Any, lines: list[str] | None = None, *, config:
 
 def mafin_info(model: Any) -> dict | None:
     """What a Mafin model's card must say (its black box, sizes and λ); None for any other model."""
+    from .mafin.model import MafinCombine  # torch and sentence-transformers are loaded: the model is one
+
     last = model[-1] if hasattr(model, "__getitem__") and len(model) else None
-    if type(last).__name__ != "MafinCombine":
+    if not isinstance(last, MafinCombine):
         return None
     return {"black_box": last.black_box_name, "black_box_dim": last.black_box_dim, "small_dim": last.small_dim,
             "weight": last.weight}
