@@ -21,6 +21,25 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 
 
+def cpu_description() -> str:
+    """This machine's CPU for a report: cores, model name and its widest matrix instructions (``/proc/cpuinfo``)."""
+    name, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and name == "unknown CPU":
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    isa = next((label for flag, label in (("amx_bf16", "AMX-BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+                if flag in flags), "no AVX2")
+    return f"{os.cpu_count()} CPU cores, {name} ({isa})"
+
+
 def check_settings(path: Path, settings: dict) -> None:
     """Record ``settings`` in ``path`` (a work folder's ``settings.json``) on first use; refuse other settings.
 
@@ -77,36 +96,44 @@ def run_jobs(jobs: list[tuple[list[str], Path]], at_once: int, root: Path) -> No
         raise SystemExit(f"{failed} run(s) failed: see the .log files under {root}")
 
 
-def load_runs(folder: Path, seeds: list[int]) -> dict[int, dict]:
-    """``seed -> run`` for the ``seed-N/results.json`` under ``folder`` (one evaluation split each)."""
+def load_runs(folder: Path, seeds: list[int], split: str | None = None) -> dict[int, dict]:
+    """``seed -> run`` for the ``seed-N/results.json`` under ``folder``: its one evaluation, or the one named ``split``."""
     runs = {}
     for seed in seeds:
         f = folder / f"seed-{seed}" / "results.json"
         if not f.is_file():
             continue
         r = json.loads(f.read_text())
-        (ev,) = r["eval"].values()
+        if split is None:
+            (ev,) = r["eval"].values()
+        else:
+            ev = r["eval"][split]
         runs[seed] = {"ndcg10": ev["ndcg@10"], "recall100": ev["recall@100"], "per_query": ev["per_query"]["ndcg@10"],
+                      "recall10": ev.get("recall@10"), "per_query_recall10": ev["per_query"].get("recall@10"),
                       "device": r["device"], "model": r["settings"].get("model"), "train_rows": r.get("train_rows"),
                       "train_seconds": r.get("train_seconds"), "train_cpu_seconds": r.get("train_cpu_seconds"),
                       "rows_sha256": r.get("mining", {}).get("rows_sha256")}
     return runs
 
 
-def compare(runs: dict[int, dict], ref: dict[int, dict]) -> dict | None:
-    """``runs`` minus ``ref`` on nDCG@10 over their common seeds; None with fewer than two."""
+# The per-query values behind each metric that compare() tests.
+PER_QUERY = {"ndcg10": "per_query", "recall10": "per_query_recall10"}
+
+
+def compare(runs: dict[int, dict], ref: dict[int, dict], key: str = "ndcg10") -> dict | None:
+    """``runs`` minus ``ref`` on nDCG@10 (or ``key``: ``"recall10"``) over their common seeds; None with fewer than two."""
     from evaluation import paired_permutation_test
     from scipy import stats
 
     common = sorted(set(runs) & set(ref))
     if len(common) < 2:
         return None
-    a = np.array([runs[k]["ndcg10"] for k in common])
-    b = np.array([ref[k]["ndcg10"] for k in common])
+    a = np.array([runs[k][key] for k in common])
+    b = np.array([ref[k][key] for k in common])
     test = stats.ttest_rel(a, b)
     ci = test.confidence_interval()
-    pooled = paired_permutation_test(np.concatenate([runs[k]["per_query"] for k in common]),
-                                     np.concatenate([ref[k]["per_query"] for k in common]))
+    pooled = paired_permutation_test(np.concatenate([runs[k][PER_QUERY[key]] for k in common]),
+                                     np.concatenate([ref[k][PER_QUERY[key]] for k in common]))
     return {"seeds": common, "delta": float((a - b).mean()), "ci": [float(ci.low), float(ci.high)],
             "p_seeds": float(test.pvalue), "p_queries": float(pooled)}
 

