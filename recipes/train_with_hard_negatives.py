@@ -19,7 +19,8 @@ learning rate and seed:
   ``Dataset.save_to_disk`` wrote), e.g. the sets ``recipes/validate_eci.py`` mines;
 - ``black-box``: no training, the black box's vectors alone (``--black-box``; the reference point of Mafin);
 - ``black-box-percpos``: ``st_hardneg.mine`` with candidates and PercPos under the *black box's* scores
-  (``st_hardneg.mafin.black_box_miner``; ``--teacher`` adds teachers on top as an ensemble).
+  (``st_hardneg.mafin.black_box_miner``; ``--teacher`` adds teachers on top as an ensemble);
+- ``black-box-hybrid``: the same with BM25 candidates fused in, as ``hybrid-teacher`` does for a teacher.
 
 **Mafin** (arXiv 2402.12177): with ``--black-box`` the student is a ``MafinModel``: the black box's
 vectors (a parquet store of precomputed vectors, which ``precompute_black_box.py`` writes, or a frozen
@@ -62,7 +63,9 @@ from st_hardneg.models import BACKENDS
 
 logger = logging.getLogger("recipe")
 STRATEGIES = ("base", "in-batch", "st-percpos", "dropin-percpos", "dense-percpos", "hybrid-teacher",
-              "collator-refresh", "collator-dense", "dataset", "black-box", "black-box-percpos")
+              "collator-refresh", "collator-dense", "dataset", "black-box", "black-box-percpos",
+              "black-box-hybrid")
+BLACK_BOX_MINERS = {"black-box-percpos": "dense", "black-box-hybrid": "hybrid"}
 COLLATORS = ("collator-refresh", "collator-dense")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # The candidate window of every benchmark row so far (st-hardneg 0.1's default), kept so their mined sets reproduce.
@@ -165,9 +168,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--black-box: the Mafin model encodes with torch (--backend torch)")
     if not args.mafin_weight > 0:
         p.error(f"--mafin-weight must be positive, got {args.mafin_weight}")
-    if args.loss in NEEDS_SCORES and args.strategy not in ("hybrid-teacher", "dataset", "black-box-percpos"):
+    if args.loss in NEEDS_SCORES and args.strategy not in ("hybrid-teacher", "dataset", *BLACK_BOX_MINERS):
         # The other miners' scores are the untrained student's own: distilling them teaches nothing new.
-        p.error(f"--loss {args.loss} needs a teacher's scores per row (strategy hybrid-teacher or black-box-percpos, or "
+        p.error(f"--loss {args.loss} needs a teacher's scores per row (strategy hybrid-teacher or black-box-*, or "
                 f"dataset with a set mined with one); strategy {args.strategy} has none")
     if (args.loss == "cached-gist") != (args.guide is not None):
         p.error("--loss cached-gist needs --guide" if args.guide is None else "--guide is for --loss cached-gist")
@@ -282,14 +285,14 @@ def build_training(args, model, data, pairs, cache_dir, training_args=None, blac
     needs_teacher = args.strategy in ("hybrid-teacher", "collator-refresh")
     if needs_teacher and not args.teacher:
         raise SystemExit(f"--strategy {args.strategy} needs --teacher")
-    uses_teacher = needs_teacher or args.strategy == "black-box-percpos"
+    uses_teacher = needs_teacher or args.strategy in BLACK_BOX_MINERS
     teachers = [primed_teacher(t, data.corpus_texts, args.max_seq_length, cache_dir, args.backend)
                 for t in (args.teacher or [])] if uses_teacher else []
     retriever = {"dense-percpos": "dense", "hybrid-teacher": "hybrid"}.get(args.strategy)
-    if args.strategy == "black-box-percpos":  # candidates and scores are the black box's; teachers go on top
+    if args.strategy in BLACK_BOX_MINERS:  # candidates and scores are the black box's; teachers go on top
         from st_hardneg.mafin import black_box_miner
 
-        miner = black_box_miner(black_box)
+        miner = black_box_miner(black_box, BLACK_BOX_MINERS[args.strategy])
         retriever, teachers = miner["retriever"], [miner["teacher"], *teachers]
     teacher = teachers if len(teachers) > 1 else teachers[0] if teachers else None
     if args.strategy == "in-batch":
@@ -319,7 +322,7 @@ def build_training(args, model, data, pairs, cache_dir, training_args=None, blac
         if args.save_mined:
             mined.save_to_disk(str(Path(args.output) / "mined"))
         return mined, None, {"rows": len(mined), "rows_sha256": rows_digest(mined)}
-    if args.strategy in ("dense-percpos", "hybrid-teacher", "black-box-percpos"):
+    if args.strategy in ("dense-percpos", "hybrid-teacher", *BLACK_BOX_MINERS):
         result = mine(data, model, retriever=retriever, teacher=teacher, ensemble=args.ensemble, filter=percpos,
                       range_max=RANGE_MAX, num_negatives=args.num_negatives,
                       sampling_strategy=args.sampling_strategy, sample_pool=args.sample_pool,

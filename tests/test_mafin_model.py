@@ -134,3 +134,14 @@ def test_mining_under_the_black_box_equals_mining_with_that_model(scifact, model
     same = sum(a == b for a, b in zip(ours.to_list(), theirs.to_list()))
     assert same >= 0.95 * len(ours)  # the same cosines, up to float noise at near-ties
     assert miner["teacher"].embedder.stats["fetched"] <= len(set(scifact.corpus_texts) | set(scifact.query_texts))
+    # Hybrid: BM25 fused with the black box's candidates, still scored (and filtered) by the black box,
+    # the same as the engine's own hybrid retriever over that model.
+    hybrid = mine(scifact, model, **black_box_miner(box, "hybrid"), **common)
+    assert hybrid.config["retriever"].startswith("hybrid[rrf: bm25")
+    assert hybrid.config["teachers"] == ["bi-encoder[black-box[minilm-as-black-box]]"]
+    direct_hybrid = mine(scifact, model, retriever="hybrid", **common).to_dataset("n-tuple")
+    ours = hybrid.to_dataset("n-tuple")
+    assert len(ours) == len(direct_hybrid) > 0
+    assert sum(a == b for a, b in zip(ours.to_list(), direct_hybrid.to_list())) >= 0.95 * len(ours)
+    with pytest.raises(ValueError, match="unknown retriever"):
+        black_box_miner(box, "sparse")

@@ -175,5 +175,5 @@ def test_the_mafin_report_pairs_the_one_black_box_run_with_every_seed(tmp_path):
     vs_in_batch = rows["4"]["vs_3"]["ndcg10"]
     assert vs_in_batch["delta"] == pytest.approx(0.62 - 0.53)
     text = bench_mafin.render(summary, args)
-    assert "| 4 | Mafin, negatives mined under the black box (PercPos 95%) | 0.6200 ± 0.0200 |" in text
+    assert "| 4 | Mafin, negatives mined under the black box (hybrid, PercPos 95%) | 0.6200 ± 0.0200 |" in text
     assert "Row 4 (mined) against row 3 (in-batch)" in text

@@ -3,9 +3,9 @@
 Mafin's small model has to learn what the black box gets wrong, so its hard negatives are the
 documents the black box ranks too high. :func:`black_box_miner` gives the keyword arguments that
 make ``st_hardneg.mine`` (or ``MiningDataCollator``) retrieve candidates with the black box's
-vectors and score them with the black box, through the same engine as every other miner: a
-:class:`~st_hardneg.candidates.DenseRetriever` and a :class:`~st_hardneg.teachers.BiEncoderScorer`
-over :class:`BlackBoxEmbedder`, which serves the black box's vectors where a model's would be.
+vectors (alone, or fused with BM25's) and score them with the black box, through the same engine as
+every other miner: the engine's retrievers and a :class:`~st_hardneg.teachers.BiEncoderScorer` over
+:class:`BlackBoxEmbedder`, which serves the black box's vectors where a model's would be.
 
 A teacher goes on top as an ensemble: ``teacher=[miner["teacher"], cross_encoder]``.
 """
@@ -46,8 +46,18 @@ class BlackBoxEmbedder:
         return self.black_box.embed(list(texts))
 
 
-def black_box_miner(black_box: BlackBox) -> dict[str, Any]:
+def black_box_miner(black_box: BlackBox, retriever: str = "dense", *, bm25_backend: str = "bm25s",
+                    fusion: str = "rrf") -> dict[str, Any]:
     """``mine`` keyword arguments that retrieve and score with ``black_box``: ``retriever`` and ``teacher``.
+
+    Args:
+        black_box (BlackBox): The black box (or a ``VectorCache`` of one).
+        retriever (str): ``"dense"``: candidates are the black box's nearest documents; ``"hybrid"``:
+            those fused with BM25's (``fusion``), so a query whose many positives leave few dense
+            candidates under the PercPos bound still finds lexical ones; ``"bm25"``: BM25 alone.
+            Scores, and so the filter, are the black box's in every case. Defaults to "dense".
+        bm25_backend (str): ``"bm25s"`` or ``"rank_bm25"``, for ``"hybrid"`` and ``"bm25"``.
+        fusion (str): ``"rrf"`` or ``"weighted"``, for ``"hybrid"``.
 
     Example::
 
@@ -55,10 +65,12 @@ def black_box_miner(black_box: BlackBox) -> dict[str, Any]:
         from st_hardneg.mafin import PrecomputedBlackBox, black_box_miner
 
         box = PrecomputedBlackBox("mpnet_vectors.parquet", name="all-mpnet-base-v2")
-        result = mine(data, **black_box_miner(box), filter=PositiveAwareFilter(relative_margin=0.05))
+        result = mine(data, **black_box_miner(box, "hybrid"), filter=PositiveAwareFilter(relative_margin=0.05))
     """
-    from ..candidates import DenseRetriever
+    from ..pools import build_retriever
     from ..teachers import BiEncoderScorer
 
     embedder = BlackBoxEmbedder(black_box)
-    return {"retriever": DenseRetriever(embedder), "teacher": BiEncoderScorer(embedder)}
+    return {"retriever": build_retriever(retriever, embedder, bm25_backend=bm25_backend, fusion=fusion,
+                                         show_progress=False),
+            "teacher": BiEncoderScorer(embedder)}
