@@ -120,22 +120,37 @@ def load_runs(folder: Path, seeds: list[int], split: str | None = None) -> dict[
 PER_QUERY = {"ndcg10": "per_query", "recall10": "per_query_recall10"}
 
 
-def compare(runs: dict[int, dict], ref: dict[int, dict], key: str = "ndcg10") -> dict | None:
-    """``runs`` minus ``ref`` on nDCG@10 (or ``key``: ``"recall10"``) over their common seeds; None with fewer than two."""
+def compare(runs: dict[int, dict], ref: dict[int, dict], key: str = "ndcg10", *, pool: str = "seeds",
+            min_seeds: int = 2) -> dict | None:
+    """``runs`` minus ``ref`` on nDCG@10 (or ``key``: ``"recall10"``) over their common seeds.
+
+    Args:
+        runs, ref: ``seed -> run`` (``load_runs``).
+        key (str): ``"ndcg10"`` or ``"recall10"``.
+        pool (str): The query test's pairs: ``"seeds"``, every (seed, query) pair (the quality
+            benchmark's test); ``"mean"``, each query's mean over the seeds, for a ``ref`` that does not
+            vary by seed (one run standing for every seed), whose repeated copies are no new evidence.
+        min_seeds (int): Fewer common seeds give None; with one, ``ci`` and ``p_seeds`` are None.
+    """
     from evaluation import paired_permutation_test
     from scipy import stats
 
     common = sorted(set(runs) & set(ref))
-    if len(common) < 2:
+    if len(common) < max(1, min_seeds):
         return None
     a = np.array([runs[k][key] for k in common])
     b = np.array([ref[k][key] for k in common])
-    test = stats.ttest_rel(a, b)
-    ci = test.confidence_interval()
-    pooled = paired_permutation_test(np.concatenate([runs[k][PER_QUERY[key]] for k in common]),
-                                     np.concatenate([ref[k][PER_QUERY[key]] for k in common]))
-    return {"seeds": common, "delta": float((a - b).mean()), "ci": [float(ci.low), float(ci.high)],
-            "p_seeds": float(test.pvalue), "p_queries": float(pooled)}
+    ci, p_seeds = [None, None], None
+    if len(common) > 1:
+        test = stats.ttest_rel(a, b)
+        ci, p_seeds = [float(test.confidence_interval().low), float(test.confidence_interval().high)], float(test.pvalue)
+    ours, theirs = (np.array([r[k][PER_QUERY[key]] for k in common]) for r in (runs, ref))
+    if pool == "mean":
+        ours, theirs = ours.mean(axis=0), theirs.mean(axis=0)
+    elif pool != "seeds":
+        raise ValueError(f"unknown pool {pool!r}; use 'seeds' or 'mean'")
+    return {"seeds": common, "delta": float((a - b).mean()), "ci": ci, "p_seeds": p_seeds,
+            "p_queries": float(paired_permutation_test(ours.ravel(), theirs.ravel()))}
 
 
 def mean_sd(runs: dict[int, dict], key: str = "ndcg10") -> str:

@@ -20,7 +20,7 @@ from st_hardneg import load_beir
 
 
 class PerQueryIREvaluator(InformationRetrievalEvaluator):
-    """``InformationRetrievalEvaluator`` that also stores per-query nDCG@10 and Recall@100.
+    """``InformationRetrievalEvaluator`` that also stores per-query nDCG@10, Recall@10 and Recall@100.
 
     After a call, ``per_query[score_function]`` maps ``"ndcg@10"``, ``"recall@10"`` and ``"recall@100"``
     to arrays aligned with ``queries_ids``. Relevance is binary, as in the parent class.

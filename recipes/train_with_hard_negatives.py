@@ -118,7 +118,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "precompute_black_box.py) or a frozen SentenceTransformer folder; the student trains beside it")
     p.add_argument("--black-box-name", default=None,
                    help="the black box's name in caches and cards (default: the store's own record, or the folder name)")
-    p.add_argument("--mafin-weight", type=float, default=0.5,
+    p.add_argument("--mafin-weight", type=float, default=None,
                    help="Mafin: λ, the weight of the trainable part ([black box ; λ·student]; default 0.5)")
     p.add_argument("--num-negatives", type=int, default=4, help="hard negatives per training row")
     p.add_argument("--sampling-strategy", default="top", choices=("top", "sampled", "top1_sampled"),
@@ -164,10 +164,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--relabel: strategy {args.strategy} reads no labels")
     if args.strategy.startswith("black-box") and args.black_box is None:
         p.error(f"--strategy {args.strategy} needs --black-box")
+    if args.black_box is None and (args.mafin_weight is not None or args.black_box_name is not None):
+        p.error("--mafin-weight and --black-box-name are for a Mafin model: give --black-box")
     if args.black_box is not None and args.backend != "torch":
         p.error("--black-box: the Mafin model encodes with torch (--backend torch)")
+    args.mafin_weight = 0.5 if args.mafin_weight is None else args.mafin_weight
     if not args.mafin_weight > 0:
         p.error(f"--mafin-weight must be positive, got {args.mafin_weight}")
+    if args.eval_heldout and args.mine_only:
+        p.error("--eval-heldout: --mine-only evaluates nothing")
     if args.loss in NEEDS_SCORES and args.strategy not in ("hybrid-teacher", "dataset", *BLACK_BOX_MINERS):
         # The other miners' scores are the untrained student's own: distilling them teaches nothing new.
         p.error(f"--loss {args.loss} needs a teacher's scores per row (strategy hybrid-teacher or black-box-*, or "
@@ -371,12 +376,44 @@ def primed_teacher(name_or_path: str, corpus: list[str], max_seq_length: int, ca
 
 def teacher_info(scorer) -> dict:
     """What the run's teacher was: its name and, for a bi-encoder, its max length and encoding counts."""
+    from st_hardneg.mafin import BlackBoxEmbedder
+
     embedder = getattr(scorer, "embedder", None)
     if embedder is None:
         return {"name": scorer.name}
-    if not hasattr(embedder, "model"):  # a black box: vectors, no model
+    if isinstance(embedder, BlackBoxEmbedder):  # vectors, no model
         return {"name": scorer.name, "encoded": dict(embedder.stats)}
     return {"name": scorer.name, "max_seq_length": embedder.model.max_seq_length, "encoded": dict(embedder.stats)}
+
+
+def check_black_box(black_box, texts) -> None:
+    """Refuse, before any training, a black box that lacks the vector of one of ``texts``.
+
+    Args:
+        black_box: The run's ``VectorCache``; what it looks up now is kept for later.
+        texts (Iterable[str]): The texts the run will embed.
+    """
+    from st_hardneg.mafin import MissingVectorError
+
+    try:
+        black_box.embed(list(dict.fromkeys(texts)))
+    except MissingVectorError as error:
+        raise SystemExit(f"--black-box: {error}") from error
+
+
+def split_texts(data=None, eval_specs=(), rows=None):
+    """Every text a run embeds: the documents and queries of ``data`` and of each ``FOLDER:SPLIT`` in
+    ``eval_specs``, and the string columns of the training ``rows``."""
+    from st_hardneg import load_beir
+
+    sets = [data] if data is not None else []
+    sets += [load_beir(resolve_dataset(spec.rpartition(":")[0]), spec.rpartition(":")[2]) for spec in eval_specs]
+    for d in sets:
+        yield from d.corpus_texts
+        yield from d.query_texts
+    for name in (rows.column_names if rows is not None and len(rows) else []):
+        if isinstance(rows[0][name], str):
+            yield from rows[name]
 
 
 def heldout_queries(data, *train_sets) -> list[int]:
@@ -456,12 +493,14 @@ def run(args: argparse.Namespace) -> dict:
         audit = LabelAudit.load(args.relabel)
     black_box = None
     if args.black_box is not None:
-        from precompute_black_box import load_black_box
+        from st_hardneg.mafin import VectorCache, load_black_box
 
-        from st_hardneg.mafin import VectorCache
-
+        try:
+            box = load_black_box(args.black_box, args.black_box_name, max_seq_length=args.max_seq_length)
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"--black-box {args.black_box}: {error}") from error
         # One in-memory cache for the model, the miner and the evaluation: each text is looked up once.
-        black_box = VectorCache(load_black_box(args.black_box, args.black_box_name))
+        black_box = VectorCache(box)
     if args.strategy == "black-box":
         from evaluation import VectorModel
 
@@ -487,8 +526,11 @@ def run(args: argparse.Namespace) -> dict:
                                "mafin_weight": None if args.strategy == "black-box" else args.mafin_weight}
     if audit_record is not None:
         record["audit"] = audit_record
+    if black_box is not None:  # a missing vector said now, not after training
+        check_black_box(black_box, split_texts(full, args.eval))
     untrained = args.strategy in ("base", "black-box")
-    heldout = heldout_set(args, full, pairs) if untrained else None
+    # Refused now, not after mining and training (a dataset run knows its rows only once they are loaded).
+    heldout = heldout_set(args, full, pairs) if args.strategy != "dataset" else None
     if not untrained:
         training_args = SentenceTransformerTrainingArguments(
             output_dir=str(out_dir / "checkpoints"), num_train_epochs=args.epochs,
@@ -506,7 +548,10 @@ def run(args: argparse.Namespace) -> dict:
         if args.mine_only:
             (out_dir / "results.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
             return record
-        heldout = heldout_set(args, full, pairs, train_dataset)  # refused before training, not after it
+        if args.strategy == "dataset":
+            heldout = heldout_set(args, full, pairs, train_dataset)
+            if black_box is not None:
+                check_black_box(black_box, split_texts(rows=train_dataset))
         if collator is None:
             check_scores(train_dataset, args.loss, args.dataset or "the mined set")
         guide = load_model(args.guide, max_seq_length=args.max_seq_length) if args.guide else None

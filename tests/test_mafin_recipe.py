@@ -76,6 +76,34 @@ def test_black_box_alone_ranks_as_the_model_behind_it(store, tiny_beir, tmp_path
     assert ours["per_query"]["recall@10"] == pytest.approx(theirs["per_query"]["recall@10"], abs=1e-6)
     assert box["black_box"] == {"name": "minilm-as-black-box", "store": str(store), "mafin_weight": None}
     assert 0 < ours["recall@10"] <= ours["recall@100"] <= 1
+    # Our per-query Recall@10 is sentence-transformers' own, query by query averaged.
+    assert ours["recall@10"] == pytest.approx(ours["st_metrics"]["tiny-train_cosine_recall@10"])
+
+
+def test_splits_sharing_a_corpus_encode_it_once_with_the_same_metrics(tiny_beir):
+    import train_with_hard_negatives as recipe
+
+    from st_hardneg import load_beir, load_model
+
+    class Counting:  # the model, counting the documents it encodes
+        def __init__(self, model):
+            self.model, self.documents = model, 0
+
+        def encode_document(self, texts, **kwargs):
+            self.documents += len(texts)
+            return self.model.encode_document(texts, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.model, name)
+
+    model = Counting(load_model(None, max_seq_length=64))
+    alone = recipe.evaluate(model, [f"{tiny_beir}:train"])
+    n_docs = model.documents
+    data = load_beir(tiny_beir, "train")
+    both = recipe.evaluate(model, [f"{tiny_beir}:train"], heldout=("tiny-some", data, [0, 1, 2]))
+    assert model.documents == 2 * n_docs  # once more for both evaluations, not twice more
+    assert both["tiny-train"]["per_query"] == alone["tiny-train"]["per_query"]
+    assert len(both["tiny-some"]["query_ids"]) == 3
 
 
 def test_mafin_mines_under_the_black_box_trains_and_evaluates_on_held_out_queries(store, tiny_beir, tmp_path,
@@ -118,21 +146,31 @@ def test_a_teacher_goes_on_top_of_the_black_box_as_an_ensemble(store, tiny_beir,
     assert len(names) == 2 and run["mining"]["rows"] > 0
 
 
-def test_bad_black_box_inputs_are_refused_with_one_clear_line(store, tiny_beir, tmp_path, cache_dir):
+def test_bad_black_box_inputs_are_refused_with_one_clear_line(store, tiny_beir, tmp_path, cache_dir, capsys):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     flags = common(tiny_beir, cache_dir)
     with pytest.raises(SystemExit):  # argparse: the strategy needs its black box
         run_recipe("--strategy", "black-box", "--output", str(tmp_path / "x"), *flags)
+    assert "--strategy black-box needs --black-box" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_recipe("--strategy", "in-batch", "--mafin-weight", "1", "--output", str(tmp_path / "x"), *flags)
+    assert "give --black-box" in capsys.readouterr().err
     nameless = tmp_path / "nameless.parquet"
     pq.write_table(pq.read_table(store).replace_schema_metadata(None), nameless)
-    with pytest.raises(SystemExit, match="does not record its black box's name; give --black-box-name"):
+    with pytest.raises(SystemExit, match="does not record its black box's name"):
         run_recipe("--strategy", "black-box", "--black-box", str(nameless), "--output", str(tmp_path / "x"), *flags)
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"text": ["a"], "vector": [[1.0, 0.0]]}), bad)
     with pytest.raises(SystemExit, match="no 'embedding' column"):
         run_recipe("--strategy", "black-box", "--black-box", str(bad), "--black-box-name", "b",
+                   "--output", str(tmp_path / "x"), *flags)
+    partial = tmp_path / "partial.parquet"  # one text short: said before anything trains, naming the text
+    table = pq.read_table(store)
+    pq.write_table(table.slice(1), partial)
+    with pytest.raises(SystemExit, match=r"--black-box: minilm-as-black-box: no vector for 1 of \d+ texts, e\.g\."):
+        run_recipe("--strategy", "in-batch", "--black-box", str(partial), "--black-box-name", "minilm-as-black-box",
                    "--output", str(tmp_path / "x"), *flags)
     with pytest.raises(SystemExit, match="no such file or folder"):
         run_recipe("--strategy", "black-box", "--black-box", str(tmp_path / "nowhere.parquet"),
@@ -144,36 +182,104 @@ def test_bad_black_box_inputs_are_refused_with_one_clear_line(store, tiny_beir, 
     assert not (tmp_path / "x" / "results.json").exists()
 
 
-def fake_run(folder: Path, seed: int, ndcg: list[float], split: str = "tiny-test") -> None:
+def fake_run(folder: Path, seed: int, ndcg: list[float], split: str = "tiny-test", rows_sha256: str = "abc") -> None:
     out = folder / f"seed-{seed}"
     out.mkdir(parents=True)
     per_query = {"ndcg@10": ndcg, "recall@10": ndcg, "recall@100": [1.0] * len(ndcg)}
     (out / "results.json").write_text(json.dumps({
-        "device": "cpu", "settings": {}, "train_rows": 10, "train_seconds": 1.0, "eval": {split: {
-            "ndcg@10": float(np.mean(ndcg)), "recall@10": float(np.mean(ndcg)), "recall@100": 1.0,
-            "query_ids": [str(i) for i in range(len(ndcg))], "per_query": per_query}}}))
+        "device": "cpu", "settings": {}, "train_rows": 10, "train_seconds": 1.0, "mining": {"rows_sha256": rows_sha256},
+        "eval": {split: {"ndcg@10": float(np.mean(ndcg)), "recall@10": float(np.mean(ndcg)), "recall@100": 1.0,
+                         "query_ids": [str(i) for i in range(len(ndcg))], "per_query": per_query}}}))
 
 
 def test_the_mafin_report_pairs_the_one_black_box_run_with_every_seed(tmp_path):
     import bench_mafin
 
     work = tmp_path / "work"
-    args = bench_mafin.parse_args(["report", "--datasets", str(tmp_path / "tiny"), "--seeds", "1", "2", "3",
+    args = bench_mafin.parse_args(["report", "--datasets", str(tmp_path / "tiny"), "--seeds", "2", "3", "4",
                                    "--work", str(work), "--output", str(tmp_path / "mafin.md")])
     bench_mafin.check_settings(args, "tiny")
-    (work / "lambda.json").write_text(json.dumps({"weight": 0.5}))
+    (work / "lambda.json").write_text(json.dumps({"weight": 0.5, "seed": 1}))
+    (work / "tiny" / bench_mafin.MINED).mkdir(parents=True)
+    (work / "tiny" / bench_mafin.MINED / "mining.json").write_text(json.dumps({"mining": {"rows": 10,
+                                                                                          "rows_sha256": "abc"}}))
     fake_run(work / "tiny" / "black-box", 42, [0.5, 0.5, 0.5, 0.5])  # one run, not one per seed
-    for seed, shift in zip((1, 2, 3), (0.10, 0.12, 0.14)):
+    fake_run(work / "tiny" / "mafin-base-w0.5", 42, [0.5, 0.6, 0.5, 0.6])
+    for seed, shift in zip((2, 3, 4), (0.10, 0.12, 0.14)):
         fake_run(work / "tiny" / "mafin-mined-w0.5", seed, [0.5 + shift, 0.5 + shift, 0.4 + shift, 0.6 + shift])
         fake_run(work / "tiny" / "mafin-in-batch-w0.5", seed, [0.5, 0.55, 0.45, 0.6 + 0.01 * seed])
     summary = bench_mafin.summarise(args)
     rows = summary["datasets"]["tiny"]["rows"]
-    assert set(rows) == {"1", "3", "4"} and rows["4"]["weight"] == 0.5 and rows["1"]["weight"] is None
+    assert set(rows) == {"0", "1", "3", "4"} and rows["4"]["weight"] == 0.5 and rows["1"]["weight"] is None
     vs_box = rows["4"]["vs_1"]["ndcg10"]
-    assert vs_box["seeds"] == [1, 2, 3] and vs_box["delta"] == pytest.approx(0.12)
+    assert vs_box["seeds"] == [2, 3, 4] and vs_box["delta"] == pytest.approx(0.12)
     assert vs_box["ci"][0] > 0 and vs_box["p_seeds"] < 0.05
+    # By query on the seed means: 4 queries, all better, cannot reach below 2/16 (pooling 3 copies of the
+    # black box's one run would have claimed 12 independent pairs).
+    assert vs_box["p_queries"] > 0.1
+    untrained = rows["0"]["vs_1"]["ndcg10"]  # one run against one run: a difference and a query test, no interval
+    assert untrained["delta"] == pytest.approx(0.05) and untrained["ci"] == [None, None]
+    assert untrained["p_seeds"] is None and 0 < untrained["p_queries"] <= 1
     vs_in_batch = rows["4"]["vs_3"]["ndcg10"]
-    assert vs_in_batch["delta"] == pytest.approx(0.62 - 0.53)
+    assert vs_in_batch["delta"] == pytest.approx(0.62 - 0.5325)
     text = bench_mafin.render(summary, args)
     assert "| 4 | Mafin, negatives mined under the black box (hybrid, PercPos 95%) | 0.6200 ± 0.0200 |" in text
+    assert "| 0 | Mafin untrained (black box + base MiniLM) | 0.5500 | 0.5500 | 0.5500 | +0.0500 | – |" in text
     assert "Row 4 (mined) against row 3 (in-batch)" in text
+    # A run of a mined row on rows the mined set no longer holds is refused, not reported.
+    fake_run(work / "tiny" / "mafin-mined-w0.5", 5, [0.6] * 4, rows_sha256="older")
+    args.seeds = [2, 3, 4, 5]
+    with pytest.raises(SystemExit, match=r"seed\(s\) \[5\] trained on other rows"):
+        bench_mafin.summarise(args)
+
+
+def test_the_mafin_benchmark_sweeps_on_held_out_queries_then_trains_every_row_at_the_chosen_weight(tmp_path,
+                                                                                               monkeypatch):
+    import bench_mafin
+    import seeded
+
+    data = tmp_path / "data"
+    for name in ("scifact", "nfcorpus"):
+        (data / name).mkdir(parents=True)
+    common = ["--data", str(data), "--work", str(tmp_path / "work"), "--cache", str(tmp_path / "cache")]
+    for name in ("scifact", "nfcorpus"):
+        (tmp_path / "cache" / name / bench_mafin.MINED / "mined").mkdir(parents=True)
+    launched = []
+
+    def fake_jobs(jobs, at_once, root):  # the runs' results: λ 1 wins on the held-out queries, λ 2 on dev
+        for cmd, out in jobs:
+            launched.append((cmd, out))
+            weight = float(cmd[cmd.index("--mafin-weight") + 1]) if "--mafin-weight" in cmd else 0
+            out.mkdir(parents=True)
+            evals = {"nfcorpus-dev": {"ndcg@10": weight / 10}}
+            if "--eval-heldout" in cmd:
+                evals["nfcorpus-train-heldout"] = {"ndcg@10": 0.3 - abs(weight - 1) / 10, "query_ids": ["a", "b"]}
+            (out / "results.json").write_text(json.dumps({"eval": evals}))
+
+    monkeypatch.setattr(seeded, "run_jobs", fake_jobs)
+    bench_mafin.main(["sweep", *common])
+    record = json.loads((tmp_path / "work" / "lambda.json").read_text())
+    assert record["weight"] == 1.0 and record["seed"] == 1 and [e["weight"] for e in record["sweep"]] == [0.5, 1, 2]
+    sweep_cmds = [cmd for cmd, _ in launched]
+    assert all("--eval-heldout" in c and c[c.index("--seed") + 1] == "1" and "--max-train-pairs" in c
+               for c in sweep_cmds)
+    assert all(str(out).startswith(str(tmp_path / "work" / "sweep")) for _, out in launched)
+
+    with pytest.raises(SystemExit, match="seed 1 chose λ"):
+        bench_mafin.main(["train", "--seeds", "1", "2", *common])
+    launched.clear()
+    bench_mafin.main(["train", "--seeds", "2", "3", *common])
+    runs = [str(out.relative_to(tmp_path / "work")) for _, out in launched]
+    assert runs[:5] == ["scifact/black-box/seed-42", "scifact/mafin-base-w1/seed-42", "scifact/mafin-mined-w1/seed-2",
+                        "scifact/mafin-in-batch-w1/seed-2", "scifact/minilm-mined/seed-2"]
+    assert len(runs) == 2 * 5 + 2 * 3  # rows 0 and 1 once per dataset, rows 2-4 once per seed
+    by_run = dict(zip(runs, (cmd for cmd, _ in launched)))
+    mined = by_run["nfcorpus/mafin-mined-w1/seed-3"]
+    assert mined[mined.index("--seed") + 1] == "3" and mined[mined.index("--mafin-weight") + 1] == "1.0"
+    assert mined[mined.index("--dataset") + 1] == str(tmp_path / "cache" / "nfcorpus" / bench_mafin.MINED / "mined")
+    assert mined[mined.index("--max-train-pairs") + 1] == "2000" and "--eval-heldout" not in mined
+    alone = by_run["nfcorpus/minilm-mined/seed-3"]
+    assert "--black-box" not in alone and "--mafin-weight" not in alone
+    launched.clear()
+    bench_mafin.main(["train", "--seeds", "2", "3", *common])  # every run is there: nothing is redone
+    assert launched == []

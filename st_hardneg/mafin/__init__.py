@@ -21,11 +21,13 @@ from .blackbox import (
     ModelBlackBox,
     PrecomputedBlackBox,
     VectorCache,
+    load_black_box,
     text_hash,
 )
 
 __all__ = ["BlackBox", "BlackBoxEmbedder", "CallableBlackBox", "MafinCombine", "MafinModel", "MissingVectorError",
-           "ModelBlackBox", "PrecomputedBlackBox", "VectorCache", "black_box_miner", "text_hash"]
+           "ModelBlackBox", "PrecomputedBlackBox", "VectorCache", "black_box_miner", "load_black_box",
+           "text_hash"]
 _LAZY = {"MafinModel": ".model", "MafinCombine": ".model", "BlackBoxEmbedder": ".mining", "black_box_miner": ".mining"}
 
 

@@ -9,6 +9,8 @@ Three sources behind one small protocol (:class:`BlackBox`: ``name`` and ``embed
   :class:`MissingVectorError` (or goes to a ``fallback`` black box), never a silent zero vector;
 - :class:`ModelBlackBox`: a frozen local ``SentenceTransformer`` (its weights are never trained).
 
+:func:`load_black_box` opens a store or a model folder by its path.
+
 :class:`VectorCache` wraps any of them so that each text is fetched once: vectors are kept in
 memory and, with a folder, in append-only parquet shards keyed by the black box's name and the
 text's hash, so an API is never asked twice for the same text, across runs.
@@ -24,6 +26,7 @@ References:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import uuid
@@ -192,6 +195,56 @@ class PrecomputedBlackBox:
                                  f"the store {out.shape[1]}-d")
             out[missing] = extra
         return out
+
+
+# The key of the record a store keeps in its parquet schema metadata (JSON: "black_box" names it).
+STORE_RECORD = b"st_hardneg"
+
+
+def load_black_box(source: str | os.PathLike, name: str | None = None, *,
+                   max_seq_length: int | None = None) -> PrecomputedBlackBox | ModelBlackBox:
+    """A black box from a path: a parquet store of precomputed vectors, or a frozen SentenceTransformer folder.
+
+    Args:
+        source (str | PathLike): A parquet file (``text`` or ``text_sha256``, plus ``embedding``),
+            or a model folder (one with ``modules.json``).
+        name (str | None): The black box's name. A store's defaults to the ``black_box`` of the
+            record in its schema metadata (``STORE_RECORD``, written by the recipes' store writer);
+            a model's to its folder name.
+        max_seq_length (int | None): A model's max tokens (default: the model's own).
+
+    Raises:
+        FileNotFoundError: Nothing at ``source``.
+        ValueError: A folder that is no model, a file that is no readable store, or a store whose
+            name is neither given nor recorded.
+
+    Example::
+
+        from st_hardneg.mafin import load_black_box
+        box = load_black_box("all-mpnet-base-v2-256.parquet")   # named by its own record
+    """
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / "modules.json").is_file():
+            raise ValueError(f"{source}: a folder must be a SentenceTransformer model (no modules.json)")
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(path))
+        if max_seq_length is not None:
+            model.max_seq_length = max_seq_length
+        return ModelBlackBox(model, name=name or path.name)
+    if not path.is_file():
+        raise FileNotFoundError(f"{source}: no such file or folder")
+    import pyarrow.parquet as pq
+
+    try:
+        record = (pq.read_schema(path).metadata or {}).get(STORE_RECORD)
+        recorded = json.loads(record).get("black_box") if record else None
+    except Exception as error:  # noqa: BLE001 - pyarrow and json raise several types for one problem
+        raise ValueError(f"{source}: not a readable parquet store ({error})") from error
+    if not (name or recorded):
+        raise ValueError(f"{source}: the store does not record its black box's name; give it one")
+    return PrecomputedBlackBox(path, name=name or recorded)
 
 
 def _read_table(vectors: Any, source: str) -> Any:
