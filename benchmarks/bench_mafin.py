@@ -25,8 +25,8 @@ Stages:
   ``--weights`` value under ``--sweep-seed``, kept apart (``<work>/sweep/``); the best held-out
   nDCG@10 wins and is written to ``<work>/lambda.json`` with that seed. SciFact has no dev split and
   trains on every train query, so it takes NFCorpus's λ;
-- ``train``: rows 0-4 for every ``--seeds`` seed at the chosen λ, seed by seed, so a partial run has
-  balanced seeds. The sweep's seed is refused: the same seed trains the very run that won the
+- ``train``: rows 0-4 for every ``--seeds`` seed at the chosen λ: rows 0, 1, 3 and 4 seed by seed,
+  then row 2 seed by seed, so a run cut short leaves the compared rows with the same seeds. The sweep's seed is refused: the same seed trains the very run that won the
   sweep, a selected (lucky) run that would favour row 4. Rows 0 and 1 train nothing: one run each;
 - ``report``: mean ± sd over the seeds of nDCG@10 and Recall@10; every row against the black box
   alone, by seed (a one-sample t interval: the black box has one run) and by query on each query's
@@ -83,8 +83,8 @@ ROWS = [
 MINED = "black-box-hybrid"
 # Rows 0 and 1 train nothing: one run each, under this seed whatever --seeds says.
 UNTRAINED, UNTRAINED_SEED = ("base", "black-box"), 42
-# Within a seed: the quick untrained rows, then the rows the targets compare, then MiniLM alone.
-TRAIN_ORDER = ("1", "0", "4", "3", "2")
+# The quick untrained rows and the rows the targets compare, seed by seed; then MiniLM alone, seed by seed.
+TRAIN_ORDER = (("1", "0", "4", "3"), ("2",))
 SWEEP_DATASET, SWEEP_ROW = "nfcorpus", ROWS[4]
 SETTING_KEYS = ("max_seq_length", "num_negatives", "batch_size", "epochs", "lr", "nfcorpus_train_pairs", "black_box",
                 "weights", "model")
@@ -237,17 +237,21 @@ def train(args) -> None:
     if record["seed"] in args.seeds:
         raise SystemExit(f"--seeds: seed {record['seed']} chose λ (the sweep's winning run); leave it out")
     jobs = []
-    for seed in args.seeds:  # seed by seed: a run cut short leaves every row with the same seeds
-        for d in datasets_of(args):
-            check_settings(args, d.name)
-            for row in sorted(ROWS, key=lambda r: TRAIN_ORDER.index(r.number)):
-                if row.number not in args.rows or (row.strategy in UNTRAINED and seed != args.seeds[0]):
-                    continue
-                run_seed = UNTRAINED_SEED if row.strategy in UNTRAINED else seed
-                out = Path(args.work) / d.name / folder_of(row, record["weight"] if row.mafin else None) / (
-                    f"seed-{run_seed}")
-                if not (out / "results.json").is_file():
-                    jobs.append((command(args, row, d, run_seed, record["weight"] if row.mafin else None, out), out))
+    for d in datasets_of(args):
+        check_settings(args, d.name)
+    # Seed by seed within each group: a run cut short leaves the rows of a group with the same seeds.
+    by_number = {row.number: row for row in ROWS}
+    for group in TRAIN_ORDER:
+        for seed in args.seeds:
+            for d in datasets_of(args):
+                for row in (by_number[n] for n in group if n in args.rows):
+                    if row.strategy in UNTRAINED and seed != args.seeds[0]:
+                        continue
+                    run_seed = UNTRAINED_SEED if row.strategy in UNTRAINED else seed
+                    weight = record["weight"] if row.mafin else None
+                    out = Path(args.work) / d.name / folder_of(row, weight) / f"seed-{run_seed}"
+                    if not (out / "results.json").is_file():
+                        jobs.append((command(args, row, d, run_seed, weight, out), out))
     seeded.run_jobs(jobs, args.jobs, Path(args.work))
 
 

@@ -288,8 +288,10 @@ def test_the_mafin_benchmark_sweeps_on_held_out_queries_then_trains_every_row_at
     launched.clear()
     bench_mafin.main(["train", "--seeds", "2", "3", *common])
     runs = [str(out.relative_to(tmp_path / "work")) for _, out in launched]
-    assert runs[:5] == ["scifact/black-box/seed-42", "scifact/mafin-base-w1/seed-42", "scifact/mafin-mined-w1/seed-2",
-                        "scifact/mafin-in-batch-w1/seed-2", "scifact/minilm-mined/seed-2"]
+    assert runs[:6] == ["scifact/black-box/seed-42", "scifact/mafin-base-w1/seed-42", "scifact/mafin-mined-w1/seed-2",
+                        "scifact/mafin-in-batch-w1/seed-2", "nfcorpus/black-box/seed-42", "nfcorpus/mafin-base-w1/seed-42"]
+    assert runs[-4:] == ["scifact/minilm-mined/seed-2", "nfcorpus/minilm-mined/seed-2", "scifact/minilm-mined/seed-3",
+                         "nfcorpus/minilm-mined/seed-3"]  # MiniLM alone last: the compared rows first
     assert len(runs) == 2 * 5 + 2 * 3  # rows 0 and 1 once per dataset, rows 2-4 once per seed
     by_run = dict(zip(runs, (cmd for cmd, _ in launched)))
     mined = by_run["nfcorpus/mafin-mined-w1/seed-3"]
