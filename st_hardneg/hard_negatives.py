@@ -198,7 +198,7 @@ def mine_hard_negatives(
     # It sizes its window by the most input rows one anchor has, repeated pairs included.
     max_positives = max(Counter(q for q, _ in data.pairs).values())
     result = run(data, model, settings, rows=rows, rng_for=_rng_for(settings.sampling_strategy, seed),
-                 per_query=True, max_positives=max_positives)
+                 per_query=True, max_positives=max_positives, exclude_query_text=_excludes_query_text())
     if verbose:
         print(result.stats.table())
     return result.to_dataset(settings.output_format, settings.output_scores)
@@ -220,6 +220,16 @@ def _pairs(dataset: Any, anchor: str | None, positive: str | None, corpus: list[
     data = from_pairs(dataset[anchor], dataset[positive], corpus=corpus, source="dataset(in memory)")
     data.columns = (anchor, positive)
     return data
+
+
+def _excludes_query_text() -> bool:
+    """Whether the installed sentence-transformers (6.3 on) never takes a query's own text as its negative, and
+    searches one candidate deeper for it: the drop-in mines as the version the user has."""
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    return Version(version("sentence-transformers")) >= Version("6.3.0.dev0")
 
 
 def _rng_for(strategy: str, seed: int | None) -> Any:

@@ -130,11 +130,14 @@ def build_pools(
     pool_size: int | None = None,
     include_positives: bool = False,
     max_positives: int | None = None,
+    exclude_query_text: bool = False,
 ) -> CandidatePools:
     """Retrieve, score and filter candidates for every query of ``data`` (``source`` already indexed).
 
     The first window holds ``range_max`` candidates beyond the most positives any query has
-    (``max_positives``, default: counted from ``data``), as in sentence-transformers. A query whose
+    (``max_positives``, default: counted from ``data``), as in sentence-transformers. With
+    ``exclude_query_text`` (sentence-transformers 6.3's rule) the document whose text is the query's
+    own is never a candidate either, and the window holds one more for it. A query whose
     kept candidates under scorer ``s`` number fewer than ``want[s]`` is searched again with a doubled
     window, up to ``max_candidates`` (``None``: never); ``stats`` receives the counts. Each pool
     keeps its best ``pool_size`` survivors (default: ``range_max`` less the filter's ``range_min``,
@@ -149,7 +152,15 @@ def build_pools(
     pos_docs = [[ctexts[d] for d in positives[q]] for q in query_order]
     pos_scores = [s.score([qtexts[q] for q in query_order], pos_docs) for s in scorers]
     picked: dict[int, list[KeptCandidates]] = {}
-    window = min(range_max + most_positives, corpus_size)
+    window = min(range_max + most_positives + exclude_query_text, corpus_size)
+    # Ids no query may take as a negative: its positives, and (6.3's rule) the document that is its own text.
+    excluded = {q: [] if include_positives else list(positives[q]) for q in query_order}
+    if exclude_query_text:
+        text_position = {text: d for d, text in enumerate(ctexts)}  # the last of equal texts, as ST's corpus index
+        for q in query_order:
+            d = text_position.get(qtexts[q])
+            if d is not None and d not in positives[q]:
+                excluded[q].append(d)
     limit = window if max_candidates is None else min(max(max_candidates, range_max), corpus_size)
     pending = list(range(len(query_order)))
     widened: set[int] = set()
@@ -174,7 +185,7 @@ def build_pools(
             indices, retrieved = source.search([qtexts[q] for q in queries], window)
         valid = indices >= 0
         cand_keys = np.where(valid, doc_keys[np.where(valid, indices, 0)], -1)
-        own = None if include_positives else [positives[q] for q in queries]
+        own = None if include_positives and not exclude_query_text else [excluded[q] for q in queries]
         own_keys = None if own is None else [doc_keys[docs] for docs in own]
         dup_sim = None if include_positives else _duplicate_similarity(embedder, filter, indices, valid, own, ctexts)
         per_scorer: list[tuple[np.ndarray, Any]] = []

@@ -118,10 +118,11 @@ def test_difference_short_windows_are_widened_not_dropped(pairs, scifact, model,
     assert len(ours) > len(theirs)
 
 
-def test_difference_a_cross_encoder_is_used_without_a_margin(pairs, scifact, model, tmp_path_factory):
+def test_a_cross_encoder_is_used_without_a_margin(pairs, scifact, model, tmp_path_factory):
     import torch
     from sentence_transformers import CrossEncoder
 
+    from st_hardneg.hard_negatives import _excludes_query_text
     from st_hardneg.models import default_model_path
 
     torch.manual_seed(0)
@@ -129,12 +130,27 @@ def test_difference_a_cross_encoder_is_used_without_a_margin(pairs, scifact, mod
     small = pairs.select(range(10))
     kwargs = dict(cross_encoder=teacher, num_negatives=2, output_format="n-tuple", output_scores=True)
     theirs, ours = both(small, scifact.corpus_texts[:120], model, tmp_path_factory, **kwargs)
-    # sentence-transformers keeps the bi-encoder's cosines (it rescores only with a margin or bound) ...
     cosine = mine_hard_negatives(small, model, corpus=scifact.corpus_texts[:120], num_negatives=2, verbose=False,
                                  output_format="n-tuple", output_scores=True)
-    assert np.allclose(theirs["scores"], cosine["scores"], atol=1e-5)
-    # ... while st-hardneg ranks by the teacher it was given.
-    assert not np.allclose(ours["scores"], theirs["scores"], atol=1e-3)
+    # st-hardneg ranks by the teacher it was given ...
+    assert not np.allclose(ours["scores"], cosine["scores"], atol=1e-3)
+    if _excludes_query_text():  # ... as sentence-transformers does from 6.3 on (the model's activation is a sigmoid)
+        assert_same_rows(theirs, ours)
+    else:  # ... where 6.2 keeps the bi-encoder's cosines (it rescored only with a margin or bound)
+        assert np.allclose(theirs["scores"], cosine["scores"], atol=1e-5)
+
+
+def test_a_query_is_never_its_own_negative_from_sentence_transformers_6_3_on(model, tmp_path_factory):
+    from st_hardneg.hard_negatives import _excludes_query_text
+
+    # The first query's text is a document of the corpus, the closest one there is to it.
+    pairs = datasets.Dataset.from_dict({"q": ["what is bm25", "what is faiss"],
+                                        "p": ["BM25 ranks documents by term statistics.", "faiss searches vectors."]})
+    corpus = ["what is bm25", "A cat is a pet.", "Dogs bark.", "Rain falls.", "Vectors have lengths."]
+    theirs, ours = both(pairs, corpus, model, tmp_path_factory, num_negatives=2, output_format="n-tuple")
+    assert_same_rows(theirs, ours)
+    first = [ours[c][0] for c in ("negative_1", "negative_2")]
+    assert ("what is bm25" in first) != _excludes_query_text()
 
 
 def test_a_tiny_corpus_gives_short_rows_as_in_sentence_transformers(model, tmp_path_factory):
