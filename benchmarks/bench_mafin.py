@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -295,7 +296,8 @@ def _cmp(c: dict | None) -> str:
     if c is None:
         return "– | – | –"
     ci = "" if c["ci"][0] is None else f" [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]"
-    p_seeds = "–" if c["p_seeds"] is None else f"{c['p_seeds']:.3f}"
+    # ttest_rel gives nan when every seed's difference is the same (here: identical Recall@10 per seed)
+    p_seeds = "–" if c["p_seeds"] is None or math.isnan(c["p_seeds"]) else f"{c['p_seeds']:.3f}"
     return f"{c['delta']:+.4f}{ci} | {p_seeds} | {c['p_queries']:.3f}"
 
 
