@@ -372,12 +372,7 @@ def main(argv=None) -> None:
         train(args)
     else:
         summary = summarise(args)
-        text = render(summary, args)
-        print(text)
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-        out.with_suffix(".json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        seeded.write_report(render(summary, args), summary, args.output)
 
 
 if __name__ == "__main__":

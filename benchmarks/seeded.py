@@ -157,3 +157,12 @@ def mean_sd(runs: dict[int, dict], key: str = "ndcg10") -> str:
     """``mean ± sd`` over the seeds (just the value for one seed)."""
     v = np.array([r[key] for r in runs.values()])
     return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"
+
+
+def write_report(text: str, summary: dict, output: str | Path) -> None:
+    """Print the markdown report and write it to ``output``, with ``summary`` beside it as ``.json``."""
+    print(text)
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
