@@ -1,6 +1,6 @@
 # NFCorpus held-out train queries (581), training seed 1, one run each: which negatives could separate Mafin mined from in-batch.
 # Exploratory (not a benchmark stage); the mined-w1 reference is benchmarks/results/mafin_seeds/sweep/nfcorpus/mafin-mined-w1/seed-1.
-cd /work/main
+# run from the repository root
 R="python recipes/train_with_hard_negatives.py --train /work/shared/data/nfcorpus --train-split train --eval /work/shared/data/nfcorpus:dev --max-seq-length 256 --batch-size 32 --epochs 1.0 --lr 2e-05 --max-train-pairs 2000"
 BB="--black-box benchmarks/results/cache/mafin/all-mpnet-base-v2-256.parquet --black-box-name all-mpnet-base-v2"
 X=benchmarks/results/mafin_explore/nfcorpus-heldout
