@@ -282,6 +282,15 @@ def only_training_rows(mined, pairs):
     return mined.select(keep)
 
 
+def training_rows(result, pairs):
+    """``result`` (a ``MiningResult``) restricted to the rows of the training ``pairs``, its provenance with it."""
+    if len(result.rows.pairs) == len(pairs):
+        return result
+    wanted = set(zip(pairs["anchor"], pairs["positive"]))
+    qt, ct = result.data.query_texts, result.data.corpus_texts
+    return result.select([i for i, (q, d) in enumerate(result.rows.pairs) if (qt[q], ct[d]) in wanted])
+
+
 def build_training(args, model, data, pairs, cache_dir, training_args=None, black_box=None):
     """(train dataset, data collator or None, mining info) for the chosen strategy."""
     from st_hardneg import MiningDataCollator, PositiveAwareFilter, load_mined, mine
@@ -332,11 +341,12 @@ def build_training(args, model, data, pairs, cache_dir, training_args=None, blac
                       range_max=RANGE_MAX, num_negatives=args.num_negatives,
                       sampling_strategy=args.sampling_strategy, sample_pool=args.sample_pool,
                       seed=args.seed, cache_folder=cache_dir, verbose=False, backend=args.backend)
-        mined = only_training_rows(result.to_dataset("n-tuple", output_scores=args.output_scores), pairs)
-        if args.save_mined:
-            mined.save_to_disk(str(Path(args.output) / "mined"))
-            (Path(args.output) / "mined" / "st_hardneg.json").write_text(
-                json.dumps(result.provenance("n-tuple"), indent=1), encoding="utf-8")
+        result = training_rows(result, pairs)  # mining covered every labelled pair of the chosen queries
+        if args.save_mined:  # with a sidecar that describes the rows saved, not all the rows mined
+            mined = result.save(Path(args.output) / "mined", "n-tuple", output_scores=args.output_scores,
+                                overwrite=True)
+        else:
+            mined = result.to_dataset("n-tuple", output_scores=args.output_scores)
         info = {"rows": len(mined), "rows_sha256": rows_digest(mined), "stats": result.stats.to_dict()}
         if teacher is not None:
             info["teacher"] = [teacher_info(t) for t in teachers] if len(teachers) > 1 else teacher_info(teacher)

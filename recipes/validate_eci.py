@@ -169,7 +169,8 @@ def mine_strategy(name: str, data, pairs, model, embedder, args, cache_dir: str 
     # Same call as train_with_hard_negatives.py for the strategies both run, so they mine identical sets.
     result = mine(data, model, num_negatives=args.num_negatives, seed=args.seed, cache_folder=cache_dir,
                   verbose=False, **options[name]())
-    return recipe.only_training_rows(result.to_dataset("n-tuple"), pairs), result.stats.to_dict()
+    result = recipe.training_rows(result, pairs)
+    return result.to_dataset("n-tuple"), result.stats.to_dict()
 
 
 def mining_config(name: str, ds: str, data, args) -> dict:

@@ -189,6 +189,11 @@ class Embedder:
         if hit is not None and hit[2] == config and _all_in(hit[0], texts):
             self.stats["from_memory"] += len(texts)
             return hit[1][[hit[0][t] for t in texts]]
+        unique = list(dict.fromkeys(texts))
+        if len(unique) < len(texts):  # encode each text once; the cache keys on the same list, duplicated or not
+            array = self.encode(unique, kind)
+            position = {t: i for i, t in enumerate(unique)}
+            return array[[position[t] for t in texts]]
         key = None
         if self.cache_dir is not None:
             key = hashlib.sha256((config + texts_digest(texts)).encode()).hexdigest()

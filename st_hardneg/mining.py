@@ -32,7 +32,7 @@ from .pools import build_pools, build_retriever, index_all, make_scorers, sample
 from .result import MiningResult
 from .sampling import check_strategy, row_rng
 from .sources import load_data
-from .stats import MiningStats, hardness_histogram, summarize
+from .stats import MiningStats, row_stats
 
 logger = logging.getLogger(__name__)
 
@@ -431,11 +431,8 @@ def run(
                         per_query=per_query)
     timings["sampling"] = time.perf_counter() - clock
 
-    stats.short_rows = sum(len(negs) < n for negs in mined.negatives)
-    stats.positive_scores = summarize(mined.positive_scores)
-    stats.negative_scores = summarize([s for row in mined.negative_scores for s in row])
-    stats.margins = summarize([p - s for p, row in zip(mined.positive_scores, mined.negative_scores) for s in row])
-    stats.hardness_histogram = hardness_histogram(mined.positive_scores, mined.negative_scores)
+    for key, value in row_stats(mined.positive_scores, mined.negative_scores, n).items():
+        setattr(stats, key, value)
     stats.output_rows, stats.dropped_rows = count_rows(mined, settings.output_format, n)
     config = {
         "data": {"source": data.source, "queries": len(data.query_ids), "corpus": corpus_size,

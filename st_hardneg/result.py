@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 from .data import DataError, MiningData, OptionError
 from .formats import check_format, columns, count_rows
 from .pools import MinedRows
-from .stats import MiningStats
+from .stats import MiningStats, row_stats
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,38 @@ class MiningResult:
         out_rows, dropped = count_rows(self.rows, layout, self.config["num_negatives"])
         stats = dataclasses.replace(self.stats, output_rows=out_rows, dropped_rows=dropped).to_dict()
         return {"st_hardneg": {"format": layout, "output_scores": scores, "config": self.config, "stats": stats}}
+
+    def select(self, indices: Sequence[int]) -> MiningResult:
+        """The result restricted to the rows at ``indices`` (positions in ``rows.pairs``), as ``Dataset.select``.
+
+        Use it to keep the rows of some pairs only, e.g. a capped training set mined with every labelled
+        positive of its queries in the data, so that none is drawn as a negative. Each row keeps the
+        negatives the full run drew for it. The row statistics describe the selection, the run's own
+        (candidates scored, removed by rule, widened queries) the run, and ``config["selected"]``
+        records ``{"rows": len(indices), "of": <rows mined>}``, so the provenance says what was kept.
+
+        Args:
+            indices (Sequence[int]): Row positions, each in ``range(len(rows.pairs))``, in output order.
+
+        Returns:
+            MiningResult: A new result; this one is unchanged.
+        """
+        total = len(self.rows.pairs)
+        indices = [int(i) for i in indices]
+        bad = next((i for i in indices if not 0 <= i < total), None)
+        if bad is not None:
+            raise IndexError(f"select: row {bad} out of range for a result of {total} rows")
+        rows = MinedRows(*([column[i] for i in indices] for column in (
+            self.rows.pairs, self.rows.negatives, self.rows.negative_scores, self.rows.negative_ranks,
+            self.rows.positive_scores)))
+        n = self.config["num_negatives"]
+        stats = dataclasses.replace(self.stats, input_rows=len(indices),
+                                    **row_stats(rows.positive_scores, rows.negative_scores, n))
+        stats.output_rows, stats.dropped_rows = count_rows(rows, self.config["output_format"], n)
+        # A selection of a selection still counts against the rows the run mined.
+        of = self.config.get("selected", {}).get("of", total)
+        config = {**self.config, "selected": {"rows": len(indices), "of": of}}
+        return MiningResult(self.data, rows, stats, config, dict(self.timings))
 
     def to_dataset(self, output_format: str | None = None, output_scores: bool | None = None) -> Any:
         """The rows as a ``datasets.Dataset`` in a sentence-transformers layout (see :mod:`st_hardneg.formats`).

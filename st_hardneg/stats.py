@@ -27,6 +27,17 @@ def summarize(values: np.ndarray | list[float]) -> dict[str, float]:
     }
 
 
+def row_stats(positive_scores: list[float], negative_scores: list[list[float]], num_negatives: int) -> dict:
+    """The fields of :class:`MiningStats` that describe the rows themselves (not the run that mined them)."""
+    return {
+        "short_rows": sum(len(row) < num_negatives for row in negative_scores),
+        "positive_scores": summarize(positive_scores),
+        "negative_scores": summarize([s for row in negative_scores for s in row]),
+        "margins": summarize([p - s for p, row in zip(positive_scores, negative_scores) for s in row]),
+        "hardness_histogram": hardness_histogram(positive_scores, negative_scores),
+    }
+
+
 @dataclass
 class MiningStats:
     """What a mining run did.

@@ -59,6 +59,17 @@ def test_subsets_are_served_from_memory(model):
     assert np.array_equal(part, full[[2, 0]])
 
 
+def test_duplicates_are_encoded_once_and_share_the_cache_of_the_deduplicated_list(model, tmp_path):
+    doubled = [TEXTS[0], TEXTS[1], TEXTS[0], TEXTS[2], TEXTS[1]]
+    first = Embedder(model, cache_dir=tmp_path, show_progress=False)
+    out = first.encode(doubled, "document")
+    assert first.stats["encoded"] == 3 and np.array_equal(out[2], out[0]) and np.array_equal(out[4], out[1])
+    second = Embedder(model, cache_dir=tmp_path, show_progress=False)  # e.g. a teacher primed on dict.fromkeys
+    assert np.array_equal(second.encode(TEXTS, "document"), out[[0, 1, 3]])
+    assert second.stats == {"encoded": 0, "from_cache": 3, "from_memory": 0}
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+
+
 def test_auto_cache_dir_is_the_user_cache_not_a_folder_named_auto(model, tmp_path, monkeypatch):
     monkeypatch.setenv("ST_HARDNEG_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)

@@ -70,6 +70,29 @@ def test_saved_model_loads_with_its_black_box_and_refuses_to_run_without_it(part
         MafinModel(modules=list(small), black_box=box)
 
 
+def test_saved_card_loads_the_model_with_its_black_box_and_saving_warns_of_nothing(parts, tmp_path, caplog):
+    import logging
+
+    from st_hardneg.mafin import CallableBlackBox, MafinModel
+
+    small, box = parts
+    # A store without the card's example texts: the snippet has no scores, and saving logs no warning.
+    with caplog.at_level(logging.WARNING):
+        MafinModel.from_models(small, box, weight=0.3).save(str(tmp_path / "store"))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    card = (tmp_path / "store" / "README.md").read_text()
+    assert "black_box = CallableBlackBox(my_client.embed, name='fake-api')" in card
+    assert 'MafinModel("st_hardneg_mafin_model_id", black_box=black_box)' in card
+    assert "# [3, black box + 384]" in card and "print(similarities.shape)" in card  # never encoded: size unknown
+    assert 'SentenceTransformer("' not in card  # it cannot encode without the black box
+    # A black box that can embed anything: the snippet shows the combined size and the scores.
+    rng = np.random.default_rng(1)
+    api = CallableBlackBox(lambda texts: rng.normal(size=(len(texts), 8)), name="fake-api")
+    MafinModel.from_models(small, api, weight=0.3).save(str(tmp_path / "api"))
+    card = (tmp_path / "api" / "README.md").read_text()
+    assert "# [3, 392]" in card and "print(similarities)\n# tensor([[ 1.0000," in card
+
+
 def test_training_moves_the_small_model_only(parts, tmp_path):
     import datasets
     import torch

@@ -99,6 +99,30 @@ def test_same_seed_same_bytes_other_seed_other_negatives(scifact, model, cache_d
     assert a["negative_1"] != c["negative_1"] or a["negative_2"] != c["negative_2"]
 
 
+def test_select_keeps_each_rows_draw_and_its_provenance_describes_the_rows_kept(scifact, model, cache_dir, tmp_path):
+    full = mine(scifact, model, num_negatives=3, sampling_strategy="sampled", sample_pool=10, seed=3,
+                cache_folder=cache_dir, verbose=False)
+    keep = [i for i in range(len(full.rows.pairs)) if i % 3 == 0]
+    part = full.select(keep)
+    # A row keeps the negatives the full run drew for it (not those of its new position).
+    assert part.rows.pairs == [full.rows.pairs[i] for i in keep]
+    assert part.rows.negatives == [full.rows.negatives[i] for i in keep]
+    assert part.to_dataset("ids").to_dict() == full.to_dataset("ids").select(keep).to_dict()
+    stats = part.stats
+    assert stats.input_rows == len(keep) and stats.positive_scores["count"] == len(keep)
+    assert stats.negative_scores["count"] == sum(len(full.rows.negatives[i]) for i in keep)
+    assert stats.candidates_scored == full.stats.candidates_scored  # the run's own count, kept
+    assert part.config["selected"] == {"rows": len(keep), "of": len(full.rows.pairs)}
+    assert part.select([0, 1]).config["selected"] == {"rows": 2, "of": len(full.rows.pairs)}
+    assert "selected" not in full.config and full.stats.input_rows == len(full.rows.pairs)  # unchanged
+    part.save(tmp_path / "part", "n-tuple")
+    loaded, record = load_mined(tmp_path / "part")
+    assert record["stats"]["output_rows"] == len(loaded) == sum(len(full.rows.negatives[i]) == 3 for i in keep)
+    assert record["config"]["selected"]["rows"] == len(keep)
+    with pytest.raises(IndexError, match=f"select: row {len(full.rows.pairs)} out of range for a result of "):
+        full.select([0, len(full.rows.pairs)])
+
+
 def test_layouts_and_their_row_counts(scifact, model, cache_dir, tmp_path):
     result = mine(slice_data(scifact, 10, 450), model, num_negatives=2, cache_folder=cache_dir, verbose=False)
     assert result.config["output_format"] == "triplet" and result.config["num_negatives"] == 2

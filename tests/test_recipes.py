@@ -191,6 +191,12 @@ def test_capped_pairs_still_exclude_every_labelled_positive(scifact, tmp_path, c
                "--cache-dir", str(cache_dir), "--save-mined", "--output", str(tmp_path / "run"))
     mined = datasets.load_from_disk(str(tmp_path / "run" / "mined"))
     assert 0 < len(mined) <= n_queries
+    # The sidecar describes the rows saved (the training pairs), not every labelled pair mined.
+    from st_hardneg import load_mined
+
+    record = load_mined(tmp_path / "run" / "mined")[1]
+    assert record["stats"]["input_rows"] == n_queries and record["stats"]["output_rows"] == len(mined)
+    assert record["config"]["selected"] == {"rows": n_queries, "of": len(labelled.pairs)}
     positives = {}
     for q, d in labelled.pairs:
         positives.setdefault(labelled.query_texts[q], set()).add(labelled.corpus_texts[d])

@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from sentence_transformers import SentenceTransformer
+from sentence_transformers import SentenceTransformer, SentenceTransformerModelCardData
 from sentence_transformers.base.modules.module import Module
 
-from .blackbox import BlackBox, VectorCache
+from .blackbox import BlackBox, MissingVectorError, VectorCache
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,49 @@ class MafinCombine(Module):
         return cls(**{k: v for k, v in config.items() if k in cls.config_keys})
 
 
+class MafinModelCardData(SentenceTransformerModelCardData):
+    """sentence-transformers' model card data, with a usage snippet that loads the model with its black box.
+
+    The generated card would otherwise tell users to load ``SentenceTransformer(repo_id)``, which
+    cannot encode without the black box. When the black box has no vectors for the example texts
+    (a precomputed store), the snippet is written without similarity scores instead of warning.
+    """
+
+    def run_usage_snippet(self) -> None:
+        try:
+            super().run_usage_snippet()
+        except MissingVectorError as exc:
+            logger.info("model card: usage snippet written without scores (%s)", exc)
+            self.similarities = None
+
+    def generate_usage_snippet(self) -> str:
+        examples = self.usage_examples_display or self.usage_examples or ["The weather is lovely today."]
+        if any(not isinstance(text, str) for text in examples):  # a Mafin model embeds texts only
+            examples = ["The weather is lovely today."]
+        combine = self.model[-1]
+        n = len(examples)
+        # The black box's size is learnt from its first vectors: unknown if the model never encoded.
+        dim = combine.get_embedding_dimension() or f"{combine.black_box_dim or 'black box'} + {combine.small_dim}"
+        lines = [
+            "from st_hardneg.mafin import CallableBlackBox, MafinModel",
+            "",
+            "# The black box's vectors come from you: an API client, a store of precomputed vectors",
+            "# (PrecomputedBlackBox) or a local copy of the model (ModelBlackBox).",
+            f"black_box = CallableBlackBox(my_client.embed, name={combine.black_box_name!r})",
+            f'model = MafinModel("{self.model_id or "st_hardneg_mafin_model_id"}", black_box=black_box)',
+            "sentences = [",
+            *(f"    {text!r}," for text in examples),
+            "]",
+            "embeddings = model.encode(sentences)",
+            "print(embeddings.shape)",
+            f"# [{n}, {dim}]",
+            "similarities = model.similarity(embeddings, embeddings)",
+        ]
+        lines += ["print(similarities)", self.similarities] if self.similarities else [
+            "print(similarities.shape)", f"# [{n}, {n}]"]
+        return "```python\n" + "\n".join(lines) + "\n```"
+
+
 class MafinModel(SentenceTransformer):
     """A ``SentenceTransformer`` whose embedding is a black box's vector plus a trainable model's, weighted.
 
@@ -112,6 +155,7 @@ class MafinModel(SentenceTransformer):
     # modules.json names our last module; resolve it to the class imported here instead of asking for
     # trust_remote_code (sentence-transformers' per-class hook; everything else loads as usual, flag included).
     _module_classes = {f"{__name__}.MafinCombine": MafinCombine}  # noqa: RUF012
+    model_card_data_class = MafinModelCardData
 
     def __init__(self, model_name_or_path: str | None = None, *, black_box: BlackBox | None = None,
                  **kwargs: Any) -> None:
