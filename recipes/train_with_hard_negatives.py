@@ -273,22 +273,26 @@ def rows_digest(dataset) -> str:
     return hashlib.sha256(json.dumps(dataset.to_dict(), sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+def _training_indices(anchors, positives, pairs) -> list[int]:
+    """Positions of the (anchor, positive) rows that are training pairs (mining may cover more pairs)."""
+    wanted = set(zip(pairs["anchor"], pairs["positive"]))
+    return [i for i, row in enumerate(zip(anchors, positives)) if row in wanted]
+
+
 def only_training_rows(mined, pairs):
-    """The rows of ``mined`` whose (anchor, positive) is a training pair (mining may cover more pairs)."""
+    """The rows of the dataset ``mined`` whose (anchor, positive) is a training pair."""
     if len(mined) == len(pairs):
         return mined
-    wanted = set(zip(pairs["anchor"], pairs["positive"]))
-    keep = [i for i, (a, p) in enumerate(zip(mined["anchor"], mined["positive"])) if (a, p) in wanted]
-    return mined.select(keep)
+    return mined.select(_training_indices(mined["anchor"], mined["positive"], pairs))
 
 
 def training_rows(result, pairs):
     """``result`` (a ``MiningResult``) restricted to the rows of the training ``pairs``, its provenance with it."""
     if len(result.rows.pairs) == len(pairs):
         return result
-    wanted = set(zip(pairs["anchor"], pairs["positive"]))
     qt, ct = result.data.query_texts, result.data.corpus_texts
-    return result.select([i for i, (q, d) in enumerate(result.rows.pairs) if (qt[q], ct[d]) in wanted])
+    return result.select(_training_indices([qt[q] for q, _ in result.rows.pairs],
+                                           [ct[d] for _, d in result.rows.pairs], pairs))
 
 
 def build_training(args, model, data, pairs, cache_dir, training_args=None, black_box=None):

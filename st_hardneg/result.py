@@ -89,9 +89,8 @@ class MiningResult:
         bad = next((i for i in indices if not 0 <= i < total), None)
         if bad is not None:
             raise IndexError(f"select: row {bad} out of range for a result of {total} rows")
-        rows = MinedRows(*([column[i] for i in indices] for column in (
-            self.rows.pairs, self.rows.negatives, self.rows.negative_scores, self.rows.negative_ranks,
-            self.rows.positive_scores)))
+        rows = MinedRows(**{f.name: [getattr(self.rows, f.name)[i] for i in indices]
+                            for f in dataclasses.fields(MinedRows)})
         n = self.config["num_negatives"]
         stats = dataclasses.replace(self.stats, input_rows=len(indices),
                                     **row_stats(rows.positive_scores, rows.negative_scores, n))

@@ -101,8 +101,8 @@ class MafinModelCardData(SentenceTransformerModelCardData):
             self.similarities = None
 
     def generate_usage_snippet(self) -> str:
-        examples = self.usage_examples_display or self.usage_examples or ["The weather is lovely today."]
-        if any(not isinstance(text, str) for text in examples):  # a Mafin model embeds texts only
+        examples = self.usage_examples_display or self.usage_examples
+        if not examples or any(not isinstance(text, str) for text in examples):  # a Mafin model embeds texts only
             examples = ["The weather is lovely today."]
         combine = self.model[-1]
         n = len(examples)
