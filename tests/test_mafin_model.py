@@ -85,6 +85,7 @@ def test_saved_card_loads_the_model_with_its_black_box_and_saving_warns_of_nothi
     assert 'MafinModel("st_hardneg_mafin_model_id", black_box=black_box)' in card
     assert "# [3, black box + 384]" in card and "print(similarities.shape)" in card  # never encoded: size unknown
     assert 'SentenceTransformer("' not in card  # it cannot encode without the black box
+    assert "pip install -U st-hardneg" in card and "pip install -U sentence-transformers" not in card
     # A black box that can embed anything: the snippet shows the combined size and the scores.
     rng = np.random.default_rng(1)
     api = CallableBlackBox(lambda texts: rng.normal(size=(len(texts), 8)), name="fake-api")

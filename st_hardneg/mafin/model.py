@@ -21,6 +21,7 @@ References:
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,6 +35,10 @@ logger = logging.getLogger(__name__)
 
 # The feature key that carries the black box's vectors from preprocess to MafinCombine.
 BLACKBOX_FEATURE = "blackbox_embedding"
+# sentence-transformers' card template says to install it alone; MafinModel comes with st-hardneg.
+ST_INSTALL = "First install the Sentence Transformers library:\n\n```bash\npip install -U sentence-transformers\n```"
+MAFIN_INSTALL = ("First install st-hardneg, which brings Sentence Transformers and `MafinModel`:\n\n"
+                 "```bash\npip install -U st-hardneg\n```")
 
 
 class MafinCombine(Module):
@@ -188,6 +193,14 @@ class MafinModel(SentenceTransformer):
     def embedding_cache_key(self) -> dict:
         """What st-hardneg's embedding cache adds to the weights' fingerprint: the black box and λ."""
         return {"black_box": self.black_box.name, "weight": self.weight}
+
+    def _create_model_card(self, path: str, model_name: str | None = None,
+                           train_datasets: list[str] | None = "deprecated") -> None:
+        # sentence-transformers writes the card (save and push_to_hub); only its install line is wrong for us.
+        super()._create_model_card(path, model_name, train_datasets)
+        card = Path(path) / "README.md"
+        if card.is_file():
+            card.write_text(card.read_text(encoding="utf-8").replace(ST_INSTALL, MAFIN_INSTALL), encoding="utf-8")
 
     def preprocess(self, inputs, prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """The trainable model's features, plus the black box's vectors of the raw inputs (without the prompt)."""
