@@ -248,7 +248,7 @@ def _settings(backend: str, calibration_texts: Sequence[str] | None) -> dict:
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 

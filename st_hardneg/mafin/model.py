@@ -197,10 +197,13 @@ class MafinModel(SentenceTransformer):
     def _create_model_card(self, path: str, model_name: str | None = None,
                            train_datasets: list[str] | None = "deprecated") -> None:
         # sentence-transformers writes the card (save and push_to_hub); only its install line is wrong for us.
+        from ..backends import _write_atomic
+
         super()._create_model_card(path, model_name, train_datasets)
         card = Path(path) / "README.md"
-        if card.is_file():
-            card.write_text(card.read_text(encoding="utf-8").replace(ST_INSTALL, MAFIN_INSTALL), encoding="utf-8")
+        text = card.read_text(encoding="utf-8") if card.is_file() else ""
+        if ST_INSTALL in text:  # a card reused from the Hub has our line already
+            _write_atomic(card, text.replace(ST_INSTALL, MAFIN_INSTALL))
 
     def preprocess(self, inputs, prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """The trainable model's features, plus the black box's vectors of the raw inputs (without the prompt)."""
