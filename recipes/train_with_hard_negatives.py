@@ -125,6 +125,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="dense-percpos / hybrid-teacher: which filtered candidates become the negatives (NV-Retriever's "
                         "sampled top-k and top-1 + sampled draw from the best --sample-pool; default: top)")
     p.add_argument("--sample-pool", type=int, default=10, help="window that the sampled strategies draw from")
+    p.add_argument("--positive-reference", default="lowest", choices=("lowest", "own"),
+                   help="our miners: PercPos against the query's lowest positive (sentence-transformers) or each "
+                        "row's own positive, other positives still excluded (for many graded positives; default: lowest)")
     p.add_argument("--loss", default="mnrl", choices=LOSSES,
                    help="training loss (see training_losses.py); the distillation losses read the teacher's scores "
                         "that the mined set carries (default: mnrl)")
@@ -299,7 +302,7 @@ def build_training(args, model, data, pairs, cache_dir, training_args=None, blac
     """(train dataset, data collator or None, mining info) for the chosen strategy."""
     from st_hardneg import MiningDataCollator, PositiveAwareFilter, load_mined, mine
 
-    percpos = PositiveAwareFilter(relative_margin=0.05)
+    percpos = PositiveAwareFilter(relative_margin=0.05, positive_reference=args.positive_reference)
     needs_teacher = args.strategy in ("hybrid-teacher", "collator-refresh")
     if needs_teacher and not args.teacher:
         raise SystemExit(f"--strategy {args.strategy} needs --teacher")

@@ -122,7 +122,7 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
                    help="how to load --teacher (auto: cross-encoder when its config is a sequence classifier)")
     g.add_argument("--ensemble", choices=["mean", "union"], default="mean",
                    help="several teachers: mean of normalised scores, or NV-Retriever's union (each picks its share)")
-    g = p.add_argument_group("filter (NV-Retriever rules; with several positives, against the lowest)")
+    g = p.add_argument_group("filter (NV-Retriever rules; with several positives, against the lowest by default)")
     g.add_argument("--relative-margin", type=_optional_float, default=0.05,
                    help="TopK-PercPos: keep negatives scoring at most positive - |positive| x margin "
                         "(0.05 = PercPos 95%%; 'none' disables it; below 0 keeps negatives scoring above the "
@@ -135,6 +135,9 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
                    help="Top-K shifted by N: skip the N best candidates left after the rules above")
     g.add_argument("--duplicate-threshold", type=float, default=None,
                    help="drop candidates whose cosine (mining model) to a positive reaches this, e.g. 0.98")
+    g.add_argument("--positive-reference", choices=["lowest", "own"], default="lowest",
+                   help="what the margins compare with: the query's lowest positive (sentence-transformers) or "
+                        "each row's own positive (other positives still excluded); 'own' suits many graded positives")
     g = p.add_argument_group("sampling and output")
     g.add_argument("--num-negatives", type=int, default=3, help="negatives per (query, positive) row")
     g.add_argument("--sampling-strategy", choices=["top", "random", "sampled", "top1_sampled"], default="top",
@@ -190,6 +193,7 @@ def _run_mine(args: argparse.Namespace) -> int:
     flt = PositiveAwareFilter(
         relative_margin=args.relative_margin, absolute_margin=args.absolute_margin, max_score=args.max_score,
         min_score=args.min_score, range_min=args.range_min, duplicate_threshold=args.duplicate_threshold,
+        positive_reference=args.positive_reference,
     )
     settings = dict(  # noqa: C408 - keyword names mirror mine()'s signature
         retriever=args.retriever, ensemble=args.ensemble, filter=flt, range_max=args.range_max,

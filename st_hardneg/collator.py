@@ -92,7 +92,8 @@ class MiningDataCollator(SentenceTransformerDataCollator):
         ensemble (str): ``"mean"`` or ``"union"`` of several teachers. Defaults to "mean".
         filter (PositiveAwareFilter | None): The false-negative rules (default TopK-PercPos 95%).
         range_max (int): First candidate window per query beyond its positives. Defaults to 50.
-        pool_size (int): Filtered candidates kept per query to draw from. Defaults to 20.
+        pool_size (int): Filtered candidates kept per query to draw from (per row with the
+            filter's ``positive_reference="own"``). Defaults to 20.
         max_candidates (int): Widest window tried for queries short of ``pool_size``. Defaults to 1000.
         sampling_strategy (str): How each batch draws from a pool (see
             :func:`~st_hardneg.sampling.choose`); ``"sampled"`` gives fresh negatives every step.
@@ -417,8 +418,10 @@ class MiningDataCollator(SentenceTransformerDataCollator):
             safe = lambda d: d not in forbidden and normalize_text(texts[d]) not in forbidden_keys  # noqa: E731
             stats["guarded"] += sum(not safe(int(d)) for d in state["docs"][i] if int(d) not in stale)
             rng = np.random.default_rng([self.seed, call, row])
-            merged = draw(pools.kept[i], self.quotas, self.sampling_strategy, rng, sample_pool=self.sample_pool,
-                          temperature=self.temperature, usable=lambda d: d not in stale and safe(d),
+            pos_index = self._positives[q].index(data.pairs[row][1])
+            merged = draw(pools.kept_for(i, pos_index), self.quotas, self.sampling_strategy, rng,
+                          sample_pool=self.sample_pool, temperature=self.temperature,
+                          usable=lambda d: d not in stale and safe(d),
                           fresh=lambda d: d not in used)
             chosen, scores = [m[0] for m in merged], [m[1] for m in merged]
             for _ in range(100 * self.num_negatives):  # the pool ran dry: random safe documents
@@ -437,7 +440,6 @@ class MiningDataCollator(SentenceTransformerDataCollator):
             used.update(chosen)
             negatives.append(chosen)
             neg_scores.append(scores)
-            pos_index = self._positives[q].index(data.pairs[row][1])
             pos_scores.append(float(np.mean([ps[i][pos_index] for ps in pools.positive_scores])))
         return negatives, neg_scores, pos_scores
 

@@ -15,6 +15,7 @@ import unicodedata
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -163,9 +164,13 @@ class PositiveAwareFilter:
 
     The rules, their inequalities and this order are those of sentence-transformers'
     ``mine_hard_negatives``, so the same settings keep the same candidates. With several positives
-    the rules compare against the *lowest* positive score (as sentence-transformers does): any
-    candidate scoring near a true positive may itself be relevant. Percentage rules assume
-    comparable, mostly positive scores: cross-encoder logits go through a sigmoid first.
+    the margin rules compare against the *lowest* positive score by default (as sentence-transformers
+    does): any candidate scoring near a true positive may itself be relevant. With
+    ``positive_reference="own"`` each (query, positive) row is compared with its own positive
+    instead, as NV-Retriever states the rules; the query's other positives are still excluded by id.
+    On datasets with many graded positives a query's lowest positive can score near zero, and the
+    lowest-positive rule then leaves almost no negatives. Percentage rules assume comparable, mostly
+    positive scores: cross-encoder logits go through a sigmoid first.
 
     Args:
         relative_margin (float | None): TopK-PercPos margin as a fraction of the positive score
@@ -179,6 +184,12 @@ class PositiveAwareFilter:
             this value (needs ``duplicate_similarity`` when called). Defaults to None (off).
         drop_duplicate_text (bool): Drop candidates whose normalised text equals a positive's.
             Defaults to True.
+        positive_reference (str): What the margin rules compare with when a query has several
+            positives: ``"lowest"``, the query's lowest positive score (sentence-transformers), or
+            ``"own"``, the score of each row's own positive (the filter is then called with one
+            positive score per query row; :func:`~st_hardneg.mine` and
+            :class:`~st_hardneg.MiningDataCollator` give every row its own threshold). Defaults to
+            ``"lowest"``.
 
     References:
         Moreira et al., "NV-Retriever: Improving text embedding models with effective hard-negative
@@ -204,6 +215,7 @@ class PositiveAwareFilter:
         range_min: int = 0,
         duplicate_threshold: float | None = None,
         drop_duplicate_text: bool = True,
+        positive_reference: Literal["lowest", "own"] = "lowest",
         perc: float | None = _UNSET,  # type: ignore[assignment]
         margin: float | None = _UNSET,  # type: ignore[assignment]
         skip_top: int = _UNSET,  # type: ignore[assignment]
@@ -236,11 +248,14 @@ class PositiveAwareFilter:
             raise OptionError(f"range_min must be a non-negative integer, got {range_min!r}")
         if not isinstance(drop_duplicate_text, bool):
             raise TypeError(f"drop_duplicate_text must be True or False, got {drop_duplicate_text!r}")
+        if positive_reference not in ("lowest", "own"):
+            raise OptionError(f"positive_reference must be 'lowest' or 'own', got {positive_reference!r}")
         if max_score is not None and min_score is not None and min_score > max_score:
             raise OptionError(f"min_score ({min_score}) is above max_score ({max_score})")
         self.relative_margin, self.absolute_margin = relative_margin, absolute_margin
         self.max_score, self.min_score, self.range_min = max_score, min_score, int(range_min)
         self.duplicate_threshold, self.drop_duplicate_text = duplicate_threshold, drop_duplicate_text
+        self.positive_reference = positive_reference
 
     @property
     def description(self) -> str:
@@ -256,11 +271,13 @@ class PositiveAwareFilter:
             parts.append(f"min_score({self.min_score:g})")
         if self.range_min:
             parts.append(f"shifted({self.range_min})")
+        if self.positive_reference == "own" and (self.relative_margin is not None or self.absolute_margin is not None):
+            parts.append("own positive")
         return " + ".join(parts) or "positives-only"
 
     def to_dict(self) -> dict:
         keys = ("relative_margin", "absolute_margin", "max_score", "min_score", "range_min", "duplicate_threshold",
-                "drop_duplicate_text")
+                "drop_duplicate_text", "positive_reference")
         return {k: getattr(self, k) for k in keys}
 
     def __eq__(self, other: object) -> bool:
@@ -287,7 +304,8 @@ class PositiveAwareFilter:
 
         Args:
             scores: Candidate scores, ``[k]`` or ``[n_queries, k]``; any order.
-            positive_scores: Per query, the positive score or the list of positive scores.
+            positive_scores: Per query, the positive score or the list of positive scores (one
+                score per query row with ``positive_reference="own"``).
             candidate_ids: Candidate ids, same shape as ``scores``; with ``positive_ids`` a candidate
                 that *is* a positive is removed.
             positive_ids: Per query (or for the single query), the collection of positive ids.
@@ -332,7 +350,7 @@ class PositiveAwareFilter:
         if self.duplicate_threshold is not None and duplicate_similarity is not None:
             masks["duplicate_score"] = np.asarray(duplicate_similarity, dtype=np.float64) >= self.duplicate_threshold
         if self.absolute_margin is not None or self.relative_margin is not None:
-            col = self._lowest_positive(positive_scores, n)[:, None]
+            col = self._lowest_positive(positive_scores, n, single=self.positive_reference == "own")[:, None]
         masks["absolute_margin"] = scores > col - self.absolute_margin if self.absolute_margin is not None else none
         masks["relative_margin"] = (scores > col - np.abs(col) * self.relative_margin
                                     if self.relative_margin is not None else none)
@@ -359,7 +377,7 @@ class PositiveAwareFilter:
         return FilterResult(keep, removed, reasons)
 
     @staticmethod
-    def _lowest_positive(positive_scores, n: int) -> np.ndarray:
+    def _lowest_positive(positive_scores, n: int, single: bool = False) -> np.ndarray:
         if np.isscalar(positive_scores):
             positive_scores = [positive_scores]
         if len(positive_scores) != n:
@@ -369,6 +387,9 @@ class PositiveAwareFilter:
             arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
             if arr.size == 0:
                 raise ValueError(f"query row {i} has no positive score")
+            if single and arr.size > 1:
+                raise ValueError(f"query row {i} has {arr.size} positive scores, but positive_reference='own' "
+                                 "compares each row with its own positive: pass one score per query row")
             if not np.isfinite(arr).all():
                 raise ValueError(f"positive score of query row {i} is NaN or infinite ({arr[~np.isfinite(arr)][0]}): "
                                  "the scorer returned an invalid value")

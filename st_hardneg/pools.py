@@ -48,14 +48,32 @@ class CandidatePools:
         kept: ``kept[i][s]`` are the candidates of pool ``i`` kept under scorer ``s``.
         positive_scores: ``positive_scores[s][i]`` scores the positives of pool ``i`` (in
             ``data.positives_by_query()`` order) under scorer ``s``.
+        row_filter: With ``positive_reference="own"``, the filter each row applies to its pool
+            against its own positive's score (the pools then hold every survivor under the
+            query's highest positive); ``None``: the pools are the rows' pools.
+        row_pool_size: With ``row_filter``, the best survivors a row keeps (0: all).
     """
 
     query_order: list[int]
     kept: list[list[KeptCandidates]]
     positive_scores: list[list[np.ndarray]]
+    row_filter: PositiveAwareFilter | None = None
+    row_pool_size: int = 0
 
     def __post_init__(self) -> None:
         self.pool_of = {q: i for i, q in enumerate(self.query_order)}
+
+    def kept_for(self, i: int, k: int) -> list[KeptCandidates]:
+        """Per scorer, what the row of pool ``i``'s ``k``-th positive draws from, best first."""
+        if self.row_filter is None:
+            return self.kept[i]
+        out = []
+        for s, pool in enumerate(self.kept[i]):
+            keep = np.flatnonzero(self.row_filter(pool.scores, float(self.positive_scores[s][i][k])).keep)
+            if self.row_pool_size:
+                keep = keep[:self.row_pool_size]
+            out.append(KeptCandidates(pool.docs[keep], pool.scores[keep], pool.ranks[keep]))
+        return out
 
 
 @dataclass
@@ -142,6 +160,10 @@ def build_pools(
     window, up to ``max_candidates`` (``None``: never); ``stats`` receives the counts. Each pool
     keeps its best ``pool_size`` survivors (default: ``range_max`` less the filter's ``range_min``,
     sentence-transformers' candidate range).
+
+    With ``filter.positive_reference == "own"`` the margin rules are first applied against the
+    query's *highest* positive, every survivor is kept, and each row applies the full filter against
+    its own positive when it draws (:meth:`CandidatePools.kept_for`), keeping its best ``pool_size``.
     """
     positives = data.positives_by_query()
     most_positives = max_positives or max(len(p) for p in positives.values())
@@ -151,6 +173,14 @@ def build_pools(
     qtexts, ctexts = data.query_texts, data.corpus_texts
     pos_docs = [[ctexts[d] for d in positives[q]] for q in query_order]
     pos_scores = [s.score([qtexts[q] for q in query_order], pos_docs) for s in scorers]
+    per_row = filter.positive_reference == "own"
+    row_filter, row_pool_size = (filter, keep_at_most) if per_row else (None, 0)
+    if per_row:
+        # The loosest threshold any row of the query has, nothing shifted yet: rows narrow it when they draw.
+        filter = PositiveAwareFilter(**{**filter.to_dict(), "positive_reference": "lowest", "range_min": 0})
+        keep_at_most = 0
+    # Per scorer and query, what the pool's margin rules compare with (the filter takes the lowest).
+    references = [[np.max(p) if per_row else p for p in scores] for scores in pos_scores]
     picked: dict[int, list[KeptCandidates]] = {}
     window = min(range_max + most_positives + exclude_query_text, corpus_size)
     # Ids no query may take as a negative: its positives, and (6.3's rule) the document that is its own text.
@@ -192,7 +222,7 @@ def build_pools(
         all_scores = candidate_scores(scorers, [qtexts[q] for q in queries], indices, retrieved, ctexts, reuse)
         for s_i, scores in enumerate(all_scores):
             result = filter(
-                scores, [pos_scores[s_i][i] for i in pending],
+                scores, [references[s_i][i] for i in pending],
                 candidate_ids=indices, positive_ids=own, duplicate_similarity=dup_sim, valid=valid,
                 candidate_text_keys=cand_keys, positive_text_keys=own_keys,
             )
@@ -224,7 +254,8 @@ def build_pools(
             window = min(window * 2, limit)
             logger.info("widening the candidate window to %d for %d queries", window, len(pending))
     stats.widened_queries += len(widened)
-    return CandidatePools(query_order, [picked[i] for i in range(len(query_order))], pos_scores)
+    return CandidatePools(query_order, [picked[i] for i in range(len(query_order))], pos_scores, row_filter,
+                          row_pool_size)
 
 
 # Bump when normalize_text changes, so that cached keys from an older definition are not reused.
@@ -419,21 +450,23 @@ def sample_rows(
     """Negatives for every (query, positive) row, drawn from ``pools`` with ``rng_for(row number)``.
 
     With ``per_query`` the rows of one query share the draw of its first row (sentence-transformers
-    mines per query); otherwise every row draws on its own.
+    mines per query; not with per-row pools, whose rows differ); otherwise every row draws on its own.
     """
     positives = data.positives_by_query()
     out = MinedRows([], [], [], [], [])
     by_query: dict[int, list[tuple[int, float, int]]] = {}
+    per_query = per_query and pools.row_filter is None
     for r, (q, d) in enumerate(rows):
         i = pools.pool_of[q]
+        k = positives[q].index(d)
         if per_query and q in by_query:
             merged = by_query[q]
         else:
             # "top" draws nothing, and a seeded generator per row is not free (~50 µs).
             rng = None if strategy == "top" else rng_for(r)
-            merged = draw(pools.kept[i], quotas, strategy, rng, sample_pool=sample_pool, temperature=temperature)
+            merged = draw(pools.kept_for(i, k), quotas, strategy, rng, sample_pool=sample_pool,
+                          temperature=temperature)
             by_query[q] = merged
-        k = positives[q].index(d)
         out.pairs.append((q, d))
         out.negatives.append([m[0] for m in merged])
         out.negative_scores.append([m[1] for m in merged])

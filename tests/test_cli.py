@@ -35,10 +35,12 @@ def test_mine_end_to_end_on_the_embedded_sample(tmp_path):
     assert again.returncode == 2 and again.stderr.strip().splitlines() == [
         (f"st-hardneg: error: {out}: already exists and is not empty; pass --overwrite (overwrite=True) to replace "
          "it, or choose another output")]
-    replaced = subprocess.run([*cmd[:-4], "--output-format", "triplet", "--overwrite"], capture_output=True, text=True,
-                              timeout=600, check=False)
+    replaced = subprocess.run([*cmd[:-4], "--output-format", "triplet", "--overwrite", "--positive-reference", "own"],
+                              capture_output=True, text=True, timeout=600, check=False)
     assert replaced.returncode == 0, replaced.stderr[-2000:]
     assert datasets.load_from_disk(str(out)).column_names == ["anchor", "positive", "negative"]
+    sidecar = json.loads((out / "st_hardneg.json").read_text())["st_hardneg"]
+    assert sidecar["config"]["filter"]["rule"] == "TopK-PercPos(0.95) + own positive"
 
 
 def test_defaults_follow_sentence_transformers(tmp_path):
@@ -46,6 +48,8 @@ def test_defaults_follow_sentence_transformers(tmp_path):
     assert (args.num_negatives, args.output_format, args.sampling_strategy, args.range_min) == (3, "triplet", "top", 0)
     assert args.relative_margin == 0.05  # our one different default: PercPos 95%, not naive top-k
     assert build_parser().parse_args(["mine", "--relative-margin", "none"]).relative_margin is None
+    assert build_parser().parse_args(["mine"]).positive_reference == "lowest"
+    assert build_parser().parse_args(["mine", "--positive-reference", "own"]).positive_reference == "own"
 
 
 def test_old_flags_still_work_with_a_warning(capsys):

@@ -130,6 +130,30 @@ def test_draws_are_seeded_and_fresh_per_step(pairs, student, cache_dir):
     assert first[0] != first[1]  # a new batch of the same rows gets fresh negatives
 
 
+def test_own_positive_reference_gives_each_row_its_own_threshold(pairs, student, cache_dir):
+    from st_hardneg import PositiveAwareFilter
+
+    dataset, data = pairs
+    own = PositiveAwareFilter(relative_margin=0.05, positive_reference="own")
+    c = collator_for(student, dataset, data, cache_dir, num_negatives=2, filter=own)
+    c([dataset[0]])  # mines the pools
+    positives, rows = positives_of(data), list(range(len(data.pairs)))
+    stats = {"guarded": 0, "random_fill": 0}
+    negatives, neg_scores, pos_scores = c.draw(rows, 1, stats)
+    assert stats["random_fill"] == 0
+    lowest = {}
+    for r, score in zip(rows, pos_scores):
+        q = data.pairs[r][0]
+        lowest[q] = min(lowest.get(q, np.inf), score)
+    above_lowest = 0
+    for r, docs, scores, pos in zip(rows, negatives, neg_scores, pos_scores):
+        q = data.pairs[r][0]
+        assert not set(docs) & positives[q]
+        assert max(scores) <= 0.95 * pos + 1e-6
+        above_lowest += max(scores) > 0.95 * lowest[q] + 1e-6
+    assert above_lowest > 0  # the lowest-positive rule would have refused these
+
+
 def test_refresh_changes_negatives_when_the_model_changes(pairs, student, cache_dir, tmp_path):
     dataset, data = pairs
     collator = collator_for(student, dataset, data, cache_dir, num_negatives=2, sampling_strategy="top")

@@ -46,6 +46,19 @@ def test_several_positives_use_the_lowest():
     assert keep(PositiveAwareFilter(relative_margin=0.05), pos=[0.88, 0.70]) == [False, False, False, True, True]
 
 
+def test_own_positive_reference_takes_one_score_per_row_and_is_recorded():
+    own = PositiveAwareFilter(relative_margin=0.05, positive_reference="own")
+    scores = np.array([[0.90, 0.80, 0.70, 0.60], [0.90, 0.80, 0.70, 0.60]])
+    assert own(scores, [0.88, 0.70]).keep.tolist() == [[False, True, True, True], [False, False, False, True]]
+    with pytest.raises(ValueError, match="query row 1 has 2 positive scores.*one score per query row"):
+        own(scores, [0.88, [0.88, 0.70]])
+    assert own.to_dict()["positive_reference"] == "own" and own != PositiveAwareFilter(relative_margin=0.05)
+    assert own.description == "TopK-PercPos(0.95) + own positive"
+    assert PositiveAwareFilter(relative_margin=None, positive_reference="own").description == "positives-only"
+    with pytest.raises(ValueError, match="positive_reference must be 'lowest' or 'own', got 'highest'"):
+        PositiveAwareFilter(positive_reference="highest")
+
+
 def test_negative_positive_score_stays_below_the_positive():
     # threshold = -0.2 - 0.2 * 0.05 = -0.21; (1 - margin) * pos would wrongly give -0.19.
     flt = PositiveAwareFilter(relative_margin=0.05)

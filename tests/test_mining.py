@@ -74,6 +74,37 @@ def test_relative_margin_holds_for_every_row_against_the_lowest_positive(scifact
     assert result.stats.short_rows == 0
 
 
+def test_own_positive_reference_gives_each_row_its_own_threshold(scifact, model, cache_dir):
+    own = PositiveAwareFilter(relative_margin=0.05, positive_reference="own")
+    result = mine(scifact, model, filter=own, num_negatives=4, cache_folder=cache_dir, verbose=False)
+    lowest = mine(scifact, model, filter=PERCPOS, num_negatives=4, cache_folder=cache_dir, verbose=False)
+    assert result.config["filter"]["positive_reference"] == "own"
+    assert result.config["filter"]["rule"] == "TopK-PercPos(0.95) + own positive"
+    positives = all_positive_ids_of(scifact)
+    rows, low = result.to_dataset("ids"), lowest.to_dataset("ids")
+    by_query = {}
+    for row in low:
+        by_query[row["query_id"]] = min(by_query.get(row["query_id"], np.inf), row["positive_score"])
+    above_lowest = 0
+    for row, base in zip(rows, low):
+        assert (row["query_id"], row["positive_id"]) == (base["query_id"], base["positive_id"])
+        assert len(row["negative_ids"]) == 4
+        assert not set(row["negative_ids"]) & positives[row["query_id"]]  # other positives: still excluded
+        assert max(row["negative_scores"]) <= 0.95 * row["positive_score"] + 1e-6
+        above_lowest += max(row["negative_scores"]) > 0.95 * by_query[row["query_id"]] + 1e-6
+    # A query's higher positives get negatives the lowest-positive rule refuses; single-positive rows are unchanged.
+    assert above_lowest > 0
+    single = [i for i, row in enumerate(low) if sum(q == row["query_id"] for q in low["query_id"]) == 1]
+    assert single and all(rows[i]["negative_ids"] == low[i]["negative_ids"] for i in single)
+
+
+def all_positive_ids_of(data: MiningData) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for q, d in data.pairs:
+        out.setdefault(data.query_ids[q], set()).add(data.corpus_ids[d])
+    return out
+
+
 def test_window_is_widened_before_a_row_is_given_up(scifact, model, cache_dir):
     narrow = mine(scifact, model, filter=PERCPOS, num_negatives=4, range_max=4, max_candidates=None,
                   cache_folder=cache_dir, verbose=False, output_format="n-tuple")
