@@ -302,6 +302,9 @@ def build_training(args, model, data, pairs, cache_dir, training_args=None, blac
     """(train dataset, data collator or None, mining info) for the chosen strategy."""
     from st_hardneg import MiningDataCollator, PositiveAwareFilter, load_mined, mine
 
+    if args.positive_reference != "lowest" and args.strategy in ("st-percpos", "dropin-percpos"):
+        raise SystemExit(f"--positive-reference {args.positive_reference}: --strategy {args.strategy} mines with "
+                         "mine_hard_negatives, which compares with the lowest positive only")
     percpos = PositiveAwareFilter(relative_margin=0.05, positive_reference=args.positive_reference)
     needs_teacher = args.strategy in ("hybrid-teacher", "collator-refresh")
     if needs_teacher and not args.teacher:

@@ -12,6 +12,7 @@ Two stages, shared by every entry point (:func:`~st_hardneg.mine`,
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -164,6 +165,9 @@ def build_pools(
     With ``filter.positive_reference == "own"`` the margin rules are first applied against the
     query's *highest* positive, every survivor is kept, and each row applies the full filter against
     its own positive when it draws (:meth:`CandidatePools.kept_for`), keeping its best ``pool_size``.
+    A query is widened while the row of its lowest positive (the tightest threshold) is short. The
+    rule counts in ``stats`` are then those of the query pass, and text duplicates are dropped
+    before ``range_min`` skips the best survivors (after it, with the lowest positive).
     """
     positives = data.positives_by_query()
     most_positives = max_positives or max(len(p) for p in positives.values())
@@ -177,7 +181,8 @@ def build_pools(
     row_filter, row_pool_size = (filter, keep_at_most) if per_row else (None, 0)
     if per_row:
         # The loosest threshold any row of the query has, nothing shifted yet: rows narrow it when they draw.
-        filter = PositiveAwareFilter(**{**filter.to_dict(), "positive_reference": "lowest", "range_min": 0})
+        filter = copy.copy(filter)
+        filter.positive_reference, filter.range_min = "lowest", 0
         keep_at_most = 0
     # Per scorer and query, what the pool's margin rules compare with (the filter takes the lowest).
     references = [[np.max(p) if per_row else p for p in scores] for scores in pos_scores]
@@ -230,9 +235,13 @@ def build_pools(
         best = [_kept(scores, result.keep, indices, cand_keys, keep_at_most) for scores, result in per_scorer]
         still = []
         for row, i in enumerate(pending):
-            kept = [per_row[row] for per_row, _ in best]
+            kept = [pools_of[row] for pools_of, _ in best]
             dupes = [int(counts[row]) for _, counts in best]
-            short = any(len(p.docs) < quota for p, quota in zip(kept, want))
+            if per_row:  # the row of the lowest positive has the tightest threshold: widen while it is short
+                short = any(np.count_nonzero(row_filter(p.scores, float(np.min(pos_scores[s][i]))).keep) < quota
+                            for s, (p, quota) in enumerate(zip(kept, want)))
+            else:
+                short = any(len(p.docs) < quota for p, quota in zip(kept, want))
             if short and window < limit:
                 still.append(i)
                 widened.add(i)

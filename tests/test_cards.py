@@ -34,6 +34,11 @@ def test_dataset_card_with_all_parts(record):
     assert 'load_dataset("tester/hn", split="train")' in text and "MultipleNegativesRankingLoss" in text
     assert record["config"]["model"]["fingerprint"][:12] in text
     assert "resolve_ids" not in text and "load_resolved" not in text
+    assert "compared with the lowest-scoring one" in text
+    own = copy.deepcopy(record)
+    own["config"]["filter"].update(positive_reference="own", rule="TopK-PercPos(0.95) + own positive")
+    text = DatasetCard(str(render_dataset_card(own, "tester/hn", columns=["anchor", "positive", "negative_1"]))).text
+    assert "compared with its row's own positive" in text and "lowest-scoring" not in text
 
 
 def test_ids_card_shows_how_to_resolve_the_ids_not_training_on_them(record):

@@ -96,6 +96,9 @@ def test_own_positive_reference_gives_each_row_its_own_threshold(scifact, model,
     assert above_lowest > 0
     single = [i for i, row in enumerate(low) if sum(q == row["query_id"] for q in low["query_id"]) == 1]
     assert single and all(rows[i]["negative_ids"] == low[i]["negative_ids"] for i in single)
+    # A narrow first window is widened until the row of each query's lowest positive is served too.
+    narrow = mine(scifact, model, filter=own, num_negatives=4, range_max=4, cache_folder=cache_dir, verbose=False)
+    assert narrow.stats.widened_queries > 0 and narrow.stats.short_rows == 0
 
 
 def all_positive_ids_of(data: MiningData) -> dict[str, set[str]]:

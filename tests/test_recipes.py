@@ -64,6 +64,12 @@ def test_dataset_strategy_needs_an_existing_folder(tiny_beir, tmp_path):
         run_recipe(*common, "--dataset", str(tmp_path / "nowhere"))
 
 
+def test_positive_reference_is_refused_where_sentence_transformers_mines(tiny_beir, tmp_path):
+    with pytest.raises(SystemExit, match="--strategy st-percpos mines with mine_hard_negatives"):
+        run_recipe("--strategy", "st-percpos", "--train", str(tiny_beir), "--eval", f"{tiny_beir}:train",
+                   "--output", str(tmp_path / "x"), "--positive-reference", "own", "--max-seq-length", "32")
+
+
 def test_validate_eci_scores_trains_with_seeds_and_correlates_the_seed_means(scifact, tmp_path, cache_dir):
     import shutil
 
