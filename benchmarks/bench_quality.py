@@ -309,7 +309,7 @@ def render(summary: dict, args) -> str:
         "permutation test over queries, seeds pooled (10,000 resamples)",
         "- compute: mining wall / CPU seconds (once per row, on the mining machine, embedding caches as found) and "
         "training wall seconds per seed (mean), on the device named; total CPU s: mining with cold caches (a teacher "
-        "row is charged row 5's mining, which encoded the corpus with the teacher; row 12 that of row 3, rows 24-26 "
+        "row is charged row 5's mining, which encoded the corpus with the teacher; row 12 that of row 3, rows 24-27 "
         "that of row 4) plus one seed's "
         "training at this CPU's rate (`benchmarks/results/compute.md`: CPU s per row by texts per row, times rows "
         "and epochs)",
