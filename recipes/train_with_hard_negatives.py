@@ -127,7 +127,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sample-pool", type=int, default=10, help="window that the sampled strategies draw from")
     p.add_argument("--positive-reference", default="lowest", choices=("lowest", "own"),
                    help="our miners: PercPos against the query's lowest positive (sentence-transformers) or each "
-                        "row's own positive, other positives still excluded (for many graded positives; default: lowest)")
+                        "row's own positive, other positives still excluded (for many graded positives; "
+                        "default: lowest)")
     p.add_argument("--loss", default="mnrl", choices=LOSSES,
                    help="training loss (see training_losses.py); the distillation losses read the teacher's scores "
                         "that the mined set carries (default: mnrl)")
@@ -174,6 +175,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.mafin_weight = 0.5 if args.mafin_weight is None else args.mafin_weight
     if not args.mafin_weight > 0:
         p.error(f"--mafin-weight must be positive, got {args.mafin_weight}")
+    if args.positive_reference != "lowest" and args.strategy in ("st-percpos", "dropin-percpos"):
+        raise SystemExit(f"--positive-reference {args.positive_reference}: --strategy {args.strategy} mines with "
+                         "mine_hard_negatives, which compares with the lowest positive only")
     if args.eval_heldout and args.mine_only:
         p.error("--eval-heldout: --mine-only evaluates nothing")
     if args.loss in NEEDS_SCORES and args.strategy not in ("hybrid-teacher", "dataset", *BLACK_BOX_MINERS):
@@ -302,9 +306,6 @@ def build_training(args, model, data, pairs, cache_dir, training_args=None, blac
     """(train dataset, data collator or None, mining info) for the chosen strategy."""
     from st_hardneg import MiningDataCollator, PositiveAwareFilter, load_mined, mine
 
-    if args.positive_reference != "lowest" and args.strategy in ("st-percpos", "dropin-percpos"):
-        raise SystemExit(f"--positive-reference {args.positive_reference}: --strategy {args.strategy} mines with "
-                         "mine_hard_negatives, which compares with the lowest positive only")
     percpos = PositiveAwareFilter(relative_margin=0.05, positive_reference=args.positive_reference)
     needs_teacher = args.strategy in ("hybrid-teacher", "collator-refresh")
     if needs_teacher and not args.teacher:

@@ -68,13 +68,16 @@ class CandidatePools:
         """Per scorer, what the row of pool ``i``'s ``k``-th positive draws from, best first."""
         if self.row_filter is None:
             return self.kept[i]
-        out = []
-        for s, pool in enumerate(self.kept[i]):
-            keep = np.flatnonzero(self.row_filter(pool.scores, float(self.positive_scores[s][i][k])).keep)
-            if self.row_pool_size:
-                keep = keep[:self.row_pool_size]
-            out.append(KeptCandidates(pool.docs[keep], pool.scores[keep], pool.ranks[keep]))
-        return out
+        return [_narrowed(pool, self.row_filter, float(self.positive_scores[s][i][k]), self.row_pool_size)
+                for s, pool in enumerate(self.kept[i])]
+
+
+def _narrowed(pool: KeptCandidates, row_filter: PositiveAwareFilter, positive_score: float,
+              size: int) -> KeptCandidates:
+    """The candidates of a query's pool that one row keeps against its own positive, best ``size`` (0: all)."""
+    keep = np.flatnonzero(row_filter(pool.scores, positive_score).keep)
+    keep = keep[:size] if size else keep
+    return KeptCandidates(pool.docs[keep], pool.scores[keep], pool.ranks[keep])
 
 
 @dataclass
@@ -238,7 +241,7 @@ def build_pools(
             kept = [pools_of[row] for pools_of, _ in best]
             dupes = [int(counts[row]) for _, counts in best]
             if per_row:  # the row of the lowest positive has the tightest threshold: widen while it is short
-                short = any(np.count_nonzero(row_filter(p.scores, float(np.min(pos_scores[s][i]))).keep) < quota
+                short = any(len(_narrowed(p, row_filter, float(np.min(pos_scores[s][i])), row_pool_size).docs) < quota
                             for s, (p, quota) in enumerate(zip(kept, want)))
             else:
                 short = any(len(p.docs) < quota for p, quota in zip(kept, want))
