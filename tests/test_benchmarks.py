@@ -21,7 +21,8 @@ def test_total_compute_charges_cold_mining_and_training_at_the_measured_rate():
     table = {"2": row("in-batch", None, 100), "3": row("st-percpos", 50.0, 80), "5": row("hybrid-teacher", 900.0, 90),
              "7": row("hybrid-teacher", 2.0, 90), "12": row("st-percpos", None, 80), "18": row("hybrid-teacher", 1.0, 90),
              "21": row("collator-dense", None, 100), "4": row("dense-percpos", 40.0, 70),
-             "26": row("dense-percpos", 1.0, 70), "27": row("dense-percpos", 1.0, 150)}
+             "26": row("dense-percpos", 1.0, 70), "27": row("dense-percpos", 1.0, 150),
+             "28": row("dense-percpos", 1.0, 70)}
     compute = {"datasets": {"d": [{"width": 2, "cpu_per_row": 1.0}, {"width": 3, "cpu_per_row": 2.0},
                                   {"width": 6, "cpu_per_row": 5.0}]}}
     args = argparse.Namespace(num_negatives=4, epochs=1.0)
@@ -36,6 +37,7 @@ def test_total_compute_charges_cold_mining_and_training_at_the_measured_rate():
     assert total("12") == pytest.approx(50 + 2 * 80 * 5.0)  # row 3's mining, two epochs
     assert total("26") == pytest.approx(40 + 2.5 * 70 * 2.0)  # row 4's cold mining, 2.5 epochs of 3 texts
     assert total("27") == pytest.approx(40 + 2 * 150 * 2.0)  # its own rows, row 4's cold mining (the same encode)
+    assert total("28") == pytest.approx(40 + 4 * 70 * 2.0)  # row 25's set, four epochs of 3 texts
     assert total("18") is None and total("21") is None  # the guide's encoding / mining on the training device
     del table["5"]
     assert total("7") is None  # without row 5's cold mining there is no honest figure
