@@ -112,7 +112,7 @@ ROWS = [
     ("27", "dense-percpos-own-1neg-2ep", "row 25, PercPos against each row's own positive", "dense-percpos",
      ["--num-negatives", "1", "--epochs", "2", "--positive-reference", "own"]),
     # More epochs over fewer negatives, at NFCorpus's budget: row 25's 398 rows leave room for more than
-    # 2.5 epochs there (396 + 4 x 398 x 0.98 = 1,956 of row 3's 3,674 CPU s). SciFact's 914 rows would
+    # 2.5 epochs there (396 + 4 x 398 x 0.98 = 1,957 of row 3's 3,674 CPU s). SciFact's 914 rows would
     # need 396 + 4 x 914 x 1.40 = 5,514 of 3,902, so this row is an NFCorpus (dev) experiment.
     ("28", "dense-percpos-1neg-4ep", "row 25 trained 4 epochs (within row 3's NFCorpus compute)", "dense-percpos",
      ["--num-negatives", "1", "--epochs", "4"]),

@@ -22,8 +22,7 @@ def test_total_compute_charges_cold_mining_and_training_at_the_measured_rate():
              "7": row("hybrid-teacher", 2.0, 90), "12": row("st-percpos", None, 80), "18": row("hybrid-teacher", 1.0, 90),
              "21": row("collator-dense", None, 100), "4": row("dense-percpos", 40.0, 70),
              "26": row("dense-percpos", 1.0, 70), "27": row("dense-percpos", 1.0, 150),
-             "28": row("dense-percpos", 1.0, 70),
-             "29": row("dense-percpos", 1.0, 70)}
+             "28": row("dense-percpos", 1.0, 70), "29": row("dense-percpos", 1.0, 70)}
     compute = {"datasets": {"d": [{"width": 2, "cpu_per_row": 1.0}, {"width": 3, "cpu_per_row": 2.0},
                                   {"width": 6, "cpu_per_row": 5.0}]}}
     args = argparse.Namespace(num_negatives=4, epochs=1.0)
