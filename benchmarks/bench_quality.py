@@ -17,7 +17,9 @@ trained): no refresh, Conan rescore, ANCE-style remine, every ``--refresh-steps`
 trained for two epochs; 25. row 4's miner with one negative, two epochs (within row 3's compute); 26. row
 25's set trained for 2.5 epochs (on SciFact, the most epochs of three texts that fit row 3's compute);
 27. row 25 with PercPos against each row's own positive (``positive_reference="own"``), not the
-query's lowest; 28. and 29. row 25's set trained for 4 and 8 epochs (within row 3's compute on NFCorpus only).
+query's lowest; 28. and 29. row 25's set trained for 4 and 8 epochs (within row 3's compute on NFCorpus only);
+30. row 3's mined set trained on this CPU from the student's original weights, as rows 25-29 are (rows 1-12
+trained on an H100 from fp16-rounded weights): the same-device reference of the CPU rows.
 
 Every row that mines ahead of training (all but 1, 2, 11 and the collator rows 6 and 21-23) mines
 **once** (``prepare``: the recipe's ``--mine-only``, timed in wall and CPU seconds; rows that differ
@@ -120,9 +122,11 @@ ROWS = [
     # (3,674 - 396) / (398 x 0.98) = 8.4, rounded down to 8.
     ("29", "dense-percpos-1neg-8ep", "row 25 trained 8 epochs (row 3's NFCorpus compute)", "dense-percpos",
      ["--num-negatives", "1", "--epochs", "8"]),
+    # Rows 25-29 trained here, rows 1-12 on an H100 from fp16-rounded weights: row 3 again, as the CPU rows train.
+    ("30", "st-percpos-cpu", "row 3 retrained on this CPU (original weights, as rows 25-29)", "st-percpos", []),
 ]
 # Rows that train on another row's mined set (they differ only in training flags).
-MINED_AS = {"st-percpos-2ep": "st-percpos", "dense-percpos-2ep": "dense-percpos",
+MINED_AS = {"st-percpos-2ep": "st-percpos", "st-percpos-cpu": "st-percpos", "dense-percpos-2ep": "dense-percpos",
             "dense-percpos-1neg-2p5ep": "dense-percpos-1neg-2ep",
             "dense-percpos-1neg-4ep": "dense-percpos-1neg-2ep",
             "dense-percpos-1neg-8ep": "dense-percpos-1neg-2ep",
@@ -145,7 +149,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     # Settings with power (a 256-token SciFact abstract keeps what hard negatives act on; 2,000 NFCorpus pairs).
     p.set_defaults(max_seq_length=256, nfcorpus_train_pairs=2000)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="training seeds (mining is seed-free)")
-    p.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], help="row numbers to run (1-29)")
+    p.add_argument("--rows", nargs="+", default=[r[0] for r in ROWS], help="row numbers to run (1-30)")
     p.add_argument("--kd-temperature", type=float, default=0.05, help="rows 15 and 17: DistillKL's temperature")
     p.add_argument("--kd-weight", type=float, default=1.0, help="rows 16 and 17: weight of the distillation term")
     p.add_argument("--guide", default=None, help="train: row 18's guide (default: --teacher)")

@@ -22,7 +22,8 @@ def test_total_compute_charges_cold_mining_and_training_at_the_measured_rate():
              "7": row("hybrid-teacher", 2.0, 90), "12": row("st-percpos", None, 80), "18": row("hybrid-teacher", 1.0, 90),
              "21": row("collator-dense", None, 100), "4": row("dense-percpos", 40.0, 70),
              "26": row("dense-percpos", 1.0, 70), "27": row("dense-percpos", 1.0, 150),
-             "28": row("dense-percpos", 1.0, 70), "29": row("dense-percpos", 1.0, 70)}
+             "28": row("dense-percpos", 1.0, 70), "29": row("dense-percpos", 1.0, 70),
+             "30": row("st-percpos", 1.0, 80)}
     compute = {"datasets": {"d": [{"width": 2, "cpu_per_row": 1.0}, {"width": 3, "cpu_per_row": 2.0},
                                   {"width": 6, "cpu_per_row": 5.0}]}}
     args = argparse.Namespace(num_negatives=4, epochs=1.0)
@@ -39,6 +40,7 @@ def test_total_compute_charges_cold_mining_and_training_at_the_measured_rate():
     assert total("27") == pytest.approx(40 + 2 * 150 * 2.0)  # its own rows, row 4's cold mining (the same encode)
     assert total("28") == pytest.approx(40 + 4 * 70 * 2.0)  # row 25's set, four epochs of 3 texts
     assert total("29") == pytest.approx(40 + 8 * 70 * 2.0)
+    assert total("30") == pytest.approx(50 + 80 * 5.0)  # row 3's set and mining, trained on another device
     assert total("18") is None and total("21") is None  # the guide's encoding / mining on the training device
     del table["5"]
     assert total("7") is None  # without row 5's cold mining there is no honest figure
