@@ -136,6 +136,8 @@ MINED_AS = {"st-percpos-2ep": "st-percpos", "st-percpos-cpu": "st-percpos", "den
 MINED_AHEAD = ("st-percpos", "dropin-percpos", "dense-percpos", "hybrid-teacher")
 TEACHER_ROWS = ("hybrid-teacher", "collator-refresh")
 # What makes two runs comparable: a work folder holds runs of one setting only.
+# The device a run on this machine records (``results.json``'s ``device``).
+CPU = "cpu"
 SETTING_KEYS = ("max_seq_length", "num_negatives", "batch_size", "epochs", "lr", "nfcorpus_train_pairs",
                 "refresh_steps", "teacher", "kd_temperature", "kd_weight")
 
@@ -298,6 +300,9 @@ def summarise(args) -> dict:
         extras = {r[0]: r[4] for r in ROWS}
         for number, row in table.items():
             row["vs_3"] = seeded.compare(row["runs"], table["3"]["runs"]) if "3" in table and number != "3" else None
+            # The same-device comparison: a row trained here against row 3 trained here (row 30).
+            here = "30" in table and number != "30" and {r["device"] for r in row["runs"].values()} == {CPU}
+            row["vs_30"] = seeded.compare(row["runs"], table["30"]["runs"]) if here else None
             row["compute_cpu_seconds"] = total_compute(number, table, extras[number], compute, args)
         out[name] = table
         args.teacher_name = args.teacher_name or json.loads((work / "settings.json").read_text()).get("teacher")
@@ -324,7 +329,7 @@ def render(summary: dict, args) -> str:
         "permutation test over queries, seeds pooled (10,000 resamples)",
         "- compute: mining wall / CPU seconds (once per row, on the mining machine, embedding caches as found) and "
         "training wall seconds per seed (mean), on the device named; total CPU s: mining with cold caches (a teacher "
-        "row is charged row 5's mining, which encoded the corpus with the teacher; row 12 that of row 3, rows 24-29 "
+        "row is charged row 5's mining, which encoded the corpus with the teacher; rows 12 and 30 that of row 3, rows 24-29 "
         "that of row 4) plus one seed's "
         "training at this CPU's rate (`benchmarks/results/compute.md`: CPU s per row by texts per row, times rows "
         "and epochs)",
@@ -353,6 +358,19 @@ def render(summary: dict, args) -> str:
                          f"{f'{np.mean(train_s):.0f}' if train_s else '–'} | {devices} | "
                          f"{total} |")
         lines.append("")
+        same = {n: r for n, r in table.items() if r.get("vs_30")}
+        if same:
+            lines += ["Rows trained on this CPU against row 30 (row 3's set trained on this CPU, from the same "
+                      "weights), paired by seed and by query as above:", "",
+                      "| row | nDCG@10 mean ± sd | Δ vs 30 [95% CI] | p seeds | p queries | seeds |",
+                      "|---|---:|---:|---:|---:|---|"]
+            for number, row in same.items():
+                c = row["vs_30"]
+                ci = "–" if c["ci"][0] is None else f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]"
+                p_seeds = "–" if c["p_seeds"] is None else f"{c['p_seeds']:.3f}"
+                lines.append(f"| {number} | {seeded.mean_sd(row['runs'])} | {c['delta']:+.4f} {ci} | {p_seeds} | "
+                             f"{c['p_queries']:.3f} | {', '.join(map(str, c['seeds']))} |")
+            lines.append("")
     return "\n".join(lines)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -45,3 +47,37 @@ def test_total_compute_charges_cold_mining_and_training_at_the_measured_rate():
     del table["5"]
     assert total("7") is None  # without row 5's cold mining there is no honest figure
     assert bench_quality.total_compute("3", table, [], {}, args) is None  # no measured rate
+
+
+def test_report_compares_rows_trained_here_with_row_3_trained_here(tmp_path):
+    """Row 30 (row 3 on this CPU) is the reference of the rows trained on this CPU; rows trained elsewhere get none."""
+    import bench_quality
+
+    work = tmp_path / "work"
+    args = bench_quality.parse_args(["report", "--datasets", "scifact", "--data", str(tmp_path), "--work", str(work),
+                                     "--output", str(tmp_path / "q.md"), "--seeds", "1", "2", "3"])
+    bench_quality.check_settings(args, "scifact")
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.3, 0.9, size=40)
+
+    def runs(folder, device, shift):
+        for seed in (1, 2, 3):
+            per_query = (base + shift + rng.normal(0, 0.01, size=base.size)).tolist()
+            out = work / "scifact" / folder / f"seed-{seed}"
+            out.mkdir(parents=True)
+            (out / "results.json").write_text(json.dumps({
+                "device": device, "settings": {"model": None}, "train_rows": 10, "train_seconds": 1.0,
+                "eval": {"scifact-test": {"ndcg@10": float(sum(per_query) / len(per_query)), "recall@100": 0.9,
+                                          "per_query": {"ndcg@10": per_query}}}}))
+
+    runs("st-percpos", "cuda:0", 0.0)  # row 3, elsewhere
+    runs("st-percpos-cpu", "cpu", -0.05)  # row 30
+    runs("dense-percpos-1neg-2p5ep", "cpu", 0.0)  # row 26, here: 0.05 above row 30
+    runs("dense-percpos", "cuda:0", 0.0)  # row 4, elsewhere
+    table = bench_quality.summarise(args)["scifact"]
+    assert table["26"]["vs_30"]["delta"] == pytest.approx(0.05, abs=0.01)
+    assert table["26"]["vs_30"]["p_queries"] < 0.01
+    assert table["4"]["vs_30"] is None and table["30"]["vs_30"] is None and table["3"]["vs_30"] is None
+    report = bench_quality.render({"scifact": table}, args)
+    same = report.split("against row 30")[1]
+    assert "| 26 |" in same and "| 4 |" not in same and "| 30 |" not in same
