@@ -92,7 +92,10 @@ class ECICallback(TrainerCallback):
         if not logs:
             return
         if self.trainer is not None:
+            # trainer.log ends in on_log, which clears should_log: keep the trainer's own log of this step (loss).
+            should_log = control.should_log
             self.trainer.log(dict(logs))
+            control.should_log = should_log
         else:
             self._pending = logs
             control.should_log = True

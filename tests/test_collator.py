@@ -335,3 +335,5 @@ def test_eci_callback_given_the_trainer_logs_through_it(pairs, student, cache_di
     trainer.add_callback(ECICallback(every_n_steps=1, max_rows=8, trainer=trainer))
     trainer.train()
     assert sum("eci/score" in logs for logs in reporter.seen) == 2
+    # ... and the trainer's own log of each step (logging_steps=1) still happens.
+    assert sum("loss" in logs for logs in reporter.seen) == 2
