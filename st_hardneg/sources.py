@@ -6,6 +6,7 @@ dataset (:mod:`st_hardneg.beir`), a data file, a ``save_to_disk`` folder, or a H
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 from collections.abc import Sequence
@@ -107,7 +108,10 @@ def load_data(
         builder = _FILE_BUILDERS.get(path.suffix.lower())
         if builder is None:
             raise DataError(f"{path}: unsupported file type {path.suffix!r} (use {sorted(_FILE_BUILDERS)})")
-        kwargs: dict[str, Any] = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+        # Texts are data: pandas would read "NA" or "null" as missing and, in a TSV, a leading quote as quoting.
+        kwargs: dict[str, Any] = {"na_filter": False} if builder == "csv" else {}
+        if path.suffix.lower() == ".tsv":
+            kwargs.update(delimiter="\t", quoting=csv.QUOTE_NONE)
         digest = None
         if builder in ("json", "csv"):
             # datasets reports bad bytes without a line and keeps a BOM in the first column name; one

@@ -132,6 +132,19 @@ def test_load_data_from_jsonl_file(tmp_path):
         load_data(tmp_path / "absent")
 
 
+def test_tsv_and_csv_files_keep_every_text_as_written(tmp_path):
+    """A TSV is not CSV-quoted (a leading quote is text), and "NA" or "null" are texts, not missing values."""
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text('query\tpositive\nq1\t"quoted" start\nq2\t"unbalanced start\nq3\tNA\nq4\tplain\n')
+    data = load_data(tsv)
+    assert [data.corpus_texts[d] for _, d in data.pairs] == ['"quoted" start', '"unbalanced start', "NA", "plain"]
+    assert not data.skipped
+    csv_file = tmp_path / "pairs.csv"
+    csv_file.write_text('query,positive\nq1,null\nq2,"a, b"\n')
+    data = load_data(csv_file)
+    assert [data.corpus_texts[d] for _, d in data.pairs] == ["null", "a, b"]  # CSV quoting still applies
+
+
 # --- issue 11, bad input: silently wrong data -------------------------------------------------------
 
 BAD = __import__("pathlib").Path(__file__).parent / "data" / "bad_input"
