@@ -236,6 +236,7 @@ def from_dataset(
     corpus_ids: Sequence[str] | None = None,
     missing_positives: MissingPositives = "skip",
     source: str | None = None,
+    relevance_threshold: float = 0.0,
 ) -> MiningData:
     """Build :class:`MiningData` from a ``datasets.Dataset`` of (anchor, positive) pairs.
 
@@ -243,7 +244,9 @@ def from_dataset(
     (id columns aside) needs no names, as in sentence-transformers; otherwise name them. A named
     column that does not exist is an error (sentence-transformers would silently fall back to the
     first two). Id columns named ``query_id``/``anchor_id`` and ``positive_id``/``corpus_id`` are
-    used when present.
+    used when present. A numeric ``label`` or ``score`` column (sentence-transformers' labeled-pair
+    layout, graded relevance) is a judgment, as in BEIR qrels: only rows scoring above
+    ``relevance_threshold`` are positives; the others are skipped and counted.
 
     Args:
         dataset (datasets.Dataset): The pairs.
@@ -253,12 +256,25 @@ def from_dataset(
         corpus_ids (Sequence[str] | None): Ids of ``corpus``.
         missing_positives (str): Rows without a positive are ``"skip"``-ped or an ``"error"``.
         source (str | None): Description used in error messages and provenance.
+        relevance_threshold (float): With a ``label`` or ``score`` column, rows scoring above this
+            are positives. Defaults to 0.
     """
     columns = list(dataset.column_names)
     source = source or f"dataset({dataset.info.dataset_name or 'in memory'})"
     anchor, positive = pick_columns(dataset, anchor_column_name, positive_column_name, source)
     if len(dataset) == 0:
         raise DataError(f"{source}: the dataset is empty")
+    judged = next((c for c in ("label", "score") if c in columns and _is_number_column(dataset, c)), None)
+    not_relevant = 0
+    if judged is not None:  # a score-0 row is a known non-relevant pair, never a positive
+        keep = [i for i, value in enumerate(dataset[judged]) if value is not None and value > relevance_threshold]
+        not_relevant = len(dataset) - len(keep)
+        if not keep:
+            raise DataError(f"{source}: no row has {judged} > {relevance_threshold:g}, so there is no positive")
+        if not_relevant:
+            logger.warning("%s: skipped %d pairs with %s <= %g (not relevant)", source, not_relevant, judged,
+                           relevance_threshold)
+            dataset = dataset.select(keep)
     qid_col = next((c for c in ("query_id", "anchor_id") if c in columns), None)
     pid_col = next((c for c in ("positive_id", "corpus_id") if c in columns), None)
     data = from_pairs(
@@ -272,4 +288,11 @@ def from_dataset(
         source=source,
     )
     data.columns = (anchor, positive)
+    if not_relevant:
+        data.skipped[f"pairs_with_{judged}_at_most_{relevance_threshold:g}"] = not_relevant
     return data
+
+
+def _is_number_column(dataset: Any, name: str) -> bool:
+    dtype = getattr(getattr(dataset, "features", {}).get(name), "dtype", None)
+    return dtype is not None and dtype.startswith(("int", "uint", "float", "bool"))

@@ -74,7 +74,8 @@ def load_data(
     Hub dataset name: a BEIR dataset (``corpus`` and ``queries`` configs, see
     :func:`~st_hardneg.beir.load_beir`) or pairs (loaded with ``datasets.load_dataset``). ``corpus``
     may be a list of texts, a BEIR ``corpus.jsonl`` or a text file with one document per line.
-    ``relevance_threshold`` applies to BEIR qrels: judgments scoring above it are positives.
+    ``relevance_threshold`` applies to judgments (BEIR qrels, a dataset's ``label`` or ``score``
+    column): those scoring above it are positives.
 
     The source recorded in :attr:`MiningData.source` (and so in provenance) is a Hub id as given,
     or a local file's or folder's name with a short content hash, never a local path.
@@ -86,7 +87,8 @@ def load_data(
     threshold = check_relevance_threshold(relevance_threshold)
     corpus_ids, corpus_texts = load_corpus(corpus) if corpus is not None else (None, None)
     common = dict(anchor_column_name=anchor_column_name, positive_column_name=positive_column_name,
-                  corpus=corpus_texts, corpus_ids=corpus_ids, missing_positives=missing_positives)
+                  corpus=corpus_texts, corpus_ids=corpus_ids, missing_positives=missing_positives,
+                  relevance_threshold=threshold)
     if not isinstance(source, (str, os.PathLike)):
         return from_dataset(source, **common)  # a datasets.Dataset
 

@@ -132,6 +132,21 @@ def test_load_data_from_jsonl_file(tmp_path):
         load_data(tmp_path / "absent")
 
 
+def test_a_label_or_score_column_is_a_judgment_and_non_relevant_rows_are_not_positives():
+    labeled = datasets.Dataset.from_dict({"query": ["q1", "q1", "q2"], "document": ["relevant", "NOT relevant", "two"],
+                                          "label": [1, 0, 1]})
+    data = load_data(labeled)
+    assert [(data.query_texts[q], data.corpus_texts[d]) for q, d in data.pairs] == [("q1", "relevant"), ("q2", "two")]
+    assert data.skipped == {"pairs_with_label_at_most_0": 1}
+    graded = datasets.Dataset.from_dict({"query": ["q1", "q1", "q2"], "document": ["a", "b", "c"],
+                                         "score": [2.0, 1.0, 2.0]})
+    assert len(load_data(graded).pairs) == 3
+    strict = load_data(graded, relevance_threshold=1)
+    assert [strict.corpus_texts[d] for _, d in strict.pairs] == ["a", "c"]
+    with pytest.raises(DataError, match="no row has score > 2, so there is no positive"):
+        load_data(graded, relevance_threshold=2)
+
+
 def test_tsv_and_csv_files_keep_every_text_as_written(tmp_path):
     """A TSV is not CSV-quoted (a leading quote is text), and "NA" or "null" are texts, not missing values."""
     tsv = tmp_path / "pairs.tsv"
