@@ -84,7 +84,7 @@ def _network_errors() -> tuple[type[BaseException], ...]:
 def _hub_error(what: str, exc: BaseException) -> HubPushError | None:
     """The :class:`HubPushError` for a failure of the Hub or the network; None for anything else."""
     from huggingface_hub import constants
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
     endpoint = constants.ENDPOINT
     retry = "Nothing local was changed; retry the push"
@@ -102,6 +102,9 @@ def _hub_error(what: str, exc: BaseException) -> HubPushError | None:
         if status is not None and (status in (408, 429) or status >= 500):
             return HubPushError(f"{what} failed: {endpoint} answered {status} ({detail}). {retry}.", retryable=True)
         return HubPushError(f"{what} failed: {type(exc).__name__} ({status}): {detail}")
+    if isinstance(exc, LocalEntryNotFoundError):  # hf_hub_download could not reach the Hub, nothing was cached
+        return HubPushError(f"{what} failed: the Hub at {endpoint} did not answer ({redact_url(str(exc))}). "
+                            f"{retry} once it is reachable.", retryable=True)
     if isinstance(exc, _network_errors()):
         return HubPushError(f"{what} failed: cannot reach the Hub at {endpoint} ({type(exc).__name__}: "
                             f"{redact_url(str(exc))}). {retry} once it is reachable.", retryable=True)
@@ -276,11 +279,13 @@ def _check_corpus_maps(dataset: Any, layout: str, corpus: dict | None, queries: 
 def _read_card(api: Any, repo_id: str, revision: str) -> Any:
     """The ``DatasetCard`` at ``revision``; None when there is no README.md."""
     from huggingface_hub import DatasetCard
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     def download() -> str | None:
         try:
             return api.hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=revision)
+        except LocalEntryNotFoundError:  # the Hub could not be asked (network, 5xx): not "no card"
+            raise
         except EntryNotFoundError:  # a new repository has no card yet
             return None
 

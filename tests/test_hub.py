@@ -113,6 +113,26 @@ def test_failed_push_keeps_local_data_and_retry_succeeds(hub, mined):
     assert len(datasets.load_dataset("tester/retry", split="train")) == len(datasets.load_from_disk(str(out / "ntuple")))
 
 
+def test_an_unreachable_card_is_a_push_failure_not_a_missing_card():
+    """hf_hub_download raises LocalEntryNotFoundError (a kind of EntryNotFoundError) when the Hub cannot be
+    asked and nothing is cached: that must fail the push, not write a card without its configs."""
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    from st_hardneg.hub import _read_card
+
+    class Api:
+        def __init__(self, error):
+            self.error = error
+
+        def hf_hub_download(self, *args, **kwargs):
+            raise self.error
+
+    assert _read_card(Api(EntryNotFoundError("404: no README.md")), "tester/new", "main") is None  # no card yet
+    with pytest.raises(HubPushError, match="reading the dataset card failed: the Hub .* did not answer") as failure:
+        _read_card(Api(LocalEntryNotFoundError("connection refused")), "tester/new", "main")
+    assert failure.value.retryable
+
+
 def test_token_is_never_written_or_logged(hub, mined, model, caplog, capsys, tmp_path):
     out, _, _ = mined
     caplog.set_level(logging.DEBUG)
