@@ -205,13 +205,20 @@ def rows_of(dataset: Any, data: MiningData | None = None) -> tuple[list[str], li
         negatives = [list(r) for r in zip(*(dataset[c] for c in neg_cols))]
         return list(dataset[anchor]), list(dataset[second]), negatives
     label = next((c for c in ("labels", "scores", "label", "score") if c in cols), None)
-    if label in ("labels", "scores"):  # labeled-list: the positive first, then the negatives
+    if label == "labels":  # labeled-list: a label above 0 marks a positive (sentence-transformers puts it first)
         q, p, n = [], [], []
-        for query, docs in zip(dataset[anchor], dataset[second]):
-            q.append(query)
-            p.append(docs[0])
-            n.append(list(docs[1:]))
+        for i, (query, docs, labels) in enumerate(zip(dataset[anchor], dataset[second], dataset[label])):
+            if len(docs) != len(labels):
+                raise ValueError(f"row {i}: {len(docs)} documents in {second!r} but {len(labels)} labels")
+            negatives = [d for d, lab in zip(docs, labels) if not lab > 0]
+            for doc in (d for d, lab in zip(docs, labels) if lab > 0):
+                q.append(query)
+                p.append(doc)
+                n.append(negatives)
         return q, p, n
+    if label == "scores":  # labeled-list with scores in place of labels: the positive first, then the negatives
+        docs_of = dataset[second]
+        return list(dataset[anchor]), [docs[0] for docs in docs_of], [list(docs[1:]) for docs in docs_of]
     if label == "label":  # labeled-pair: label 1 marks the positives, 0 the negatives, per anchor
         pos: dict[str, list[str]] = {}
         neg: dict[str, list[str]] = {}

@@ -77,6 +77,13 @@ def test_every_layout_yields_the_same_rows(layout):
     assert rows_of(datasets.Dataset.from_dict(LAYOUTS[layout])) == (["q"], ["p"], [["n1", "n2"]])
 
 
+def test_a_labeled_list_takes_its_positives_from_the_labels_wherever_they_stand():
+    rows = {"question": ["q"], "answer": [["n1", "p1", "p2"]], "labels": [[0, 1, 1]]}
+    assert rows_of(datasets.Dataset.from_dict(rows)) == (["q", "q"], ["p1", "p2"], [["n1"], ["n1"]])
+    with pytest.raises(ValueError, match="row 0: 3 documents in 'answer' but 2 labels"):
+        rows_of(datasets.Dataset.from_dict({**rows, "labels": [[0, 1]]}))
+
+
 def test_a_labeled_pair_layout_with_scores_cannot_tell_positives_apart():
     scored = {"question": ["q", "q"], "answer": ["p", "n1"], "score": [0.9, 0.5]}
     with pytest.raises(ValueError, match="labeled-pair layout \\(with labels, not scores\\)"):
