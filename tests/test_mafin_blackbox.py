@@ -42,6 +42,29 @@ def test_callable_black_box_refuses_wrong_counts_and_zero_vectors():
         CallableBlackBox(lambda texts: [[1.0, 0.0], [0.0, 0.0]], name="api").embed(["a", "b"])
 
 
+def test_any_black_box_is_checked_no_silent_zeros_wrong_counts_or_scales(tmp_path):
+    """A black box of the user's own (any object with name and embed) goes through the same checks."""
+
+    class Custom:
+        name = "custom"
+
+        def __init__(self, vectors):
+            self.vectors = vectors
+
+        def embed(self, texts):
+            return np.asarray(self.vectors[: len(texts)], dtype=np.float32)
+
+    assert np.allclose(VectorCache(Custom([[3.0, 4.0]])).embed(["a"]), [[0.6, 0.8]])  # unit length, as the others
+    with pytest.raises(ValueError, match=r"custom: 1 vector\(s\) are zero or not finite, e.g. for text 'b'"):
+        VectorCache(Custom([[1.0, 0.0], [0.0, 0.0]]), folder=tmp_path).embed(["a", "b"])
+    assert not list(tmp_path.rglob("*.parquet"))  # nothing bad was cached
+    with pytest.raises(ValueError, match=r"custom: expected 2 vectors"):
+        VectorCache(Custom([[1.0, 0.0]])).embed(["a", "b"])
+    store = PrecomputedBlackBox({"a": [1.0, 0.0]}, name="store", fallback=Custom([[0.0, 0.0]]))
+    with pytest.raises(ValueError, match=r"custom: 1 vector\(s\) are zero"):
+        store.embed(["a", "b"])
+
+
 def test_precomputed_vectors_are_found_by_text_from_a_dict_a_dataset_or_parquet(tmp_path):
     import datasets
 

@@ -187,7 +187,8 @@ class PrecomputedBlackBox:
         if found:
             out[found] = self._matrix[[rows[i] for i in found]]
         if missing:
-            extra = self.fallback.embed([texts[i] for i in missing])
+            asked = [texts[i] for i in missing]
+            extra = _checked(self.fallback.embed(asked), asked, self.fallback.name)
             if out.shape[1] == 0:
                 out = np.empty((len(texts), extra.shape[1]), dtype=np.float32)
             elif extra.shape[1] != out.shape[1]:
@@ -320,7 +321,9 @@ class VectorCache:
         text_of = dict(zip(keys, texts))
         for start in range(0, len(new), self.chunk_size):  # saved chunk by chunk: a killed run keeps its work
             chunk = new[start:start + self.chunk_size]
-            fetched = self.black_box.embed([text_of[k] for k in chunk])
+            # Any object with embed() is a black box: its vectors are checked (one per text, finite, non-zero, unit).
+            asked = [text_of[k] for k in chunk]
+            fetched = _checked(self.black_box.embed(asked), asked, self.name)
             if self._vectors and fetched.shape[1] != next(iter(self._vectors.values())).shape[0]:
                 raise ValueError(f"{self.name}: got {fetched.shape[1]}-d vectors, but the cache holds "
                                  f"{next(iter(self._vectors.values())).shape[0]}-d ones under this name"
