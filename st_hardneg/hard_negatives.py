@@ -197,8 +197,9 @@ def mine_hard_negatives(
     rows = [(q, d) for q, docs in data.positives_by_query().items() for d in docs]
     # It sizes its window by the most input rows one anchor has, repeated pairs included.
     max_positives = max(Counter(q for q, _ in data.pairs).values())
+    own_text = _excludes_query_text()  # 6.2 may take a query's own text as its negative; 6.3 searches past it
     result = run(data, model, settings, rows=rows, rng_for=_rng_for(settings.sampling_strategy, seed),
-                 per_query=True, max_positives=max_positives, exclude_query_text=_excludes_query_text())
+                 per_query=True, max_positives=max_positives, exclude_query_text=own_text, window_extra=int(own_text))
     if verbose:
         print(result.stats.table())
     return result.to_dataset(settings.output_format, settings.output_scores)

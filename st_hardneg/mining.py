@@ -376,16 +376,17 @@ def run(
     rng_for: Any = None,
     per_query: bool = False,
     max_positives: int | None = None,
-    exclude_query_text: bool = False,
+    exclude_query_text: bool = True,
+    window_extra: int = 0,
     started: float | None = None,
 ) -> MiningResult:
     """The engine run behind :func:`mine` and :func:`~st_hardneg.mine_hard_negatives`.
 
     ``rows`` (default: every pair of ``data``, in input order), ``rng_for`` (default: one seeded
     generator per row), ``per_query``, ``max_positives`` (default: the most distinct positives
-    of a query; it sizes the default ``range_max`` and the search window) and ``exclude_query_text``
-    (:func:`~st_hardneg.pools.build_pools`) let the drop-in mine in sentence-transformers' row order,
-    with its random stream and its window.
+    of a query; it sizes the default ``range_max`` and the search window), ``exclude_query_text`` and
+    ``window_extra`` (:func:`~st_hardneg.pools.build_pools`) let the drop-in mine in sentence-transformers'
+    row order, with its random stream and its window, as the installed version does.
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter() if started is None else started
@@ -419,7 +420,7 @@ def run(
     pools = build_pools(data, source, scorers, settings.filter, embedder, want=quotas, range_max=range_max,
                         max_candidates=settings.max_candidates, stats=stats,
                         include_positives=settings.include_positives, max_positives=most_positives,
-                        exclude_query_text=exclude_query_text)
+                        exclude_query_text=exclude_query_text, window_extra=window_extra)
     timings["candidates+scoring"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

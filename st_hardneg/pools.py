@@ -152,14 +152,16 @@ def build_pools(
     pool_size: int | None = None,
     include_positives: bool = False,
     max_positives: int | None = None,
-    exclude_query_text: bool = False,
+    exclude_query_text: bool = True,
+    window_extra: int = 0,
 ) -> CandidatePools:
     """Retrieve, score and filter candidates for every query of ``data`` (``source`` already indexed).
 
     The first window holds ``range_max`` candidates beyond the most positives any query has
-    (``max_positives``, default: counted from ``data``), as in sentence-transformers. With
-    ``exclude_query_text`` (sentence-transformers 6.3's rule) the document whose text is the query's
-    own is never a candidate either, and the window holds one more for it. A query whose
+    (``max_positives``, default: counted from ``data``), as in sentence-transformers, and
+    ``window_extra`` more (sentence-transformers 6.3 searches one deeper for the query's own text).
+    With ``exclude_query_text`` (the default; sentence-transformers' rule from 6.3) the document
+    whose text is the query's own is never a candidate either. A query whose
     kept candidates under scorer ``s`` number fewer than ``want[s]`` is searched again with a doubled
     window, up to ``max_candidates`` (``None``: never); ``stats`` receives the counts. Each pool
     keeps its best ``pool_size`` survivors (default: ``range_max`` less the filter's ``range_min``,
@@ -190,8 +192,8 @@ def build_pools(
     # Per scorer and query, what the pool's margin rules compare with (the filter takes the lowest).
     references = [[np.max(p) if per_row else p for p in scores] for scores in pos_scores]
     picked: dict[int, list[KeptCandidates]] = {}
-    window = min(range_max + most_positives + exclude_query_text, corpus_size)
-    # Ids no query may take as a negative: its positives, and (6.3's rule) the document that is its own text.
+    window = min(range_max + most_positives + window_extra, corpus_size)
+    # Ids no query may take as a negative: its positives, and the document that is its own text.
     excluded = {q: [] if include_positives else list(positives[q]) for q in query_order}
     if exclude_query_text:
         text_position = {text: d for d, text in enumerate(ctexts)}  # the last of equal texts, as ST's corpus index

@@ -226,6 +226,22 @@ def test_include_positives_lets_positives_be_candidates(scifact, model, cache_di
     assert hits > len(scifact.pairs) / 2  # a query's own positive usually ranks among its top 3
 
 
+def test_a_query_is_never_its_own_negative(model, cache_dir):
+    """Symmetric data (paraphrase pairs listed both ways): each query's own text is in the corpus, and is the
+    closest document there is to it; unfiltered top-k would take it as the first negative."""
+    from st_hardneg.data import from_pairs
+
+    texts = ["how do cats purr", "why do cats purr", "what is faiss", "what does faiss do", "how tall is everest",
+             "the height of mount everest", "is rain wet", "does rain make things wet"]
+    queries = texts[0::2] + texts[1::2]
+    data = from_pairs(queries, texts[1::2] + texts[0::2], corpus=texts)
+    result = mine(data, model, filter=PositiveAwareFilter(relative_margin=None), num_negatives=3,
+                  cache_folder=cache_dir, verbose=False)
+    for (q, _), negatives in zip(result.rows.pairs, result.negatives):
+        assert data.query_texts[q] not in {data.corpus_texts[d] for d in negatives}
+    assert all(len(n) == 3 for n in result.negatives)  # the next documents take its place
+
+
 def test_cross_encoder_teacher_is_always_used_and_sigmoid_normalised(scifact, model, cache_dir):
     # No cross-encoder ships offline: this one is built from the MiniLM weights with a seeded,
     # untrained head. It tests the code path, not the quality of the teacher.
