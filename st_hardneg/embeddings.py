@@ -44,6 +44,11 @@ def model_fingerprint(model: Any) -> str:
         # View as bytes: bf16 and friends have no numpy dtype.
         digest.update(tensor.detach().cpu().contiguous().flatten().view(-1).view(dtype=_uint8()).numpy())
     digest.update(repr([type(m).__name__ for m in model.children()]).encode())
+    # What state_dict does not hold: e.g. Pooling's mode (cls / mean), a tokenizer's lower-casing.
+    for module in model.children():
+        config = getattr(module, "get_config_dict", None)
+        if callable(config):
+            digest.update(json.dumps(config(), sort_keys=True, default=repr).encode())
     # A model on an ONNX/OpenVINO backend holds no transformer weights; its record names the export
     # (which is keyed on the source weights) and the quantisation, so int8 and fp32 never share a key.
     for attr in ("truncate_dim", "similarity_fn_name", "st_hardneg_backend"):
@@ -154,15 +159,24 @@ class Embedder:
         return self.name if self.backend == "torch" else f"{self.name} [{self.backend}]"
 
     def resolved_prompt(self, kind: Kind) -> str:
-        """The prompt text ``kind`` is encoded with; an unknown prompt name raises ``ValueError``."""
+        """The prompt text ``kind`` is encoded with; an unknown prompt name raises ``OptionError``.
+
+        As ``encode_query`` / ``encode_document`` choose it: an explicit prompt, else an explicit prompt
+        name, else the model's ``query`` (``document``, ``passage`` or ``corpus``) prompt, else its
+        ``default_prompt_name``.
+        """
         prompt, prompt_name = self.prompts[kind]
         if prompt is not None:
             return prompt
         prompts = getattr(self.model, "prompts", {}) or {}
-        name = prompt_name if prompt_name is not None else kind
-        if prompt_name is not None and name not in prompts:
-            raise OptionError(f"prompt name {name!r} is not among the model's prompts {sorted(prompts)}")
-        return prompts.get(name, "")
+        if prompt_name is not None:
+            if prompt_name not in prompts:
+                raise OptionError(f"prompt name {prompt_name!r} is not among the model's prompts {sorted(prompts)}")
+            return prompts[prompt_name]
+        for name in ("query",) if kind == "query" else ("document", "passage", "corpus"):
+            if name in prompts:
+                return prompts[name]
+        return prompts.get(getattr(self.model, "default_prompt_name", None) or "", "")
 
     def config_key(self, kind: Kind) -> dict:
         """Everything besides the texts that changes an embedding."""
@@ -199,7 +213,10 @@ class Embedder:
             key = hashlib.sha256((config + texts_digest(texts)).encode()).hexdigest()
             path = self.cache_dir / f"{key}.npy"
             if path.is_file():
-                array = np.load(path)
+                try:
+                    array = np.load(path)
+                except (OSError, ValueError, EOFError):  # truncated or not an .npy: encode again and replace it
+                    array = np.zeros((0, 0), dtype=np.float32)
                 if array.shape[0] == len(texts):
                     self.stats["from_cache"] += len(texts)
                     logger.info("embedding cache hit: %d %s texts from %s", len(texts), kind, path)

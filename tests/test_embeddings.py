@@ -51,6 +51,38 @@ def test_prompt_and_max_length_are_part_of_the_key(model, tmp_path):
     assert len(list(tmp_path.glob("*.npy"))) == 3
 
 
+def test_module_configuration_is_part_of_the_key(model):
+    """The same weights pooled another way are another model (Pooling's mode is not in state_dict)."""
+    import copy
+
+    cls = copy.deepcopy(model)
+    cls[1].pooling_mode = "cls"
+    assert cls[1].get_config_dict()["pooling_mode"] == "cls"
+    assert model_fingerprint(cls) != model_fingerprint(model)
+    assert model_fingerprint(copy.deepcopy(model)) == model_fingerprint(model)
+
+
+def test_the_prompt_recorded_is_the_one_encode_document_and_encode_query_choose(model):
+    import copy
+
+    prompted = copy.deepcopy(model)
+    prompted.prompts = {"query": "q: ", "passage": "p: "}
+    embedder = Embedder(prompted, show_progress=False)
+    assert (embedder.resolved_prompt("query"), embedder.resolved_prompt("document")) == ("q: ", "p: ")
+    prompted.prompts, prompted.default_prompt_name = {"classification": "c: "}, "classification"
+    assert (embedder.resolved_prompt("query"), embedder.resolved_prompt("document")) == ("c: ", "c: ")
+    assert Embedder(prompted, document_prompt_name="classification").resolved_prompt("document") == "c: "
+
+
+def test_a_corrupt_cache_file_is_encoded_again(model, tmp_path):
+    expected = Embedder(model, cache_dir=tmp_path, show_progress=False).encode(TEXTS, "document")
+    (cached,) = tmp_path.glob("*.npy")
+    cached.write_bytes(cached.read_bytes()[:40])  # cut short, as a full disk leaves it
+    again = Embedder(model, cache_dir=tmp_path, show_progress=False)
+    assert np.allclose(again.encode(TEXTS, "document"), expected, atol=1e-6) and again.stats["encoded"] == 3
+    assert np.load(cached).shape == expected.shape  # replaced by a whole file
+
+
 def test_subsets_are_served_from_memory(model):
     embedder = Embedder(model, show_progress=False)
     full = embedder.encode(TEXTS, "document")
