@@ -36,7 +36,7 @@ from ._deprecation import renamed
 from .cards import record_mining_in_card
 from .embeddings import Embedder
 from .filters import PositiveAwareFilter, normalize_text
-from .pools import CandidatePools, build_pools, build_retriever, draw, index_all, make_scorers
+from .pools import CandidatePools, build_pools, build_retriever, draw, index_all, make_scorers, on_positive_scale
 from .mining import MiningSettings
 from .sources import load_data
 from .stats import MiningStats
@@ -423,7 +423,8 @@ class MiningDataCollator(SentenceTransformerDataCollator):
                           sample_pool=self.sample_pool, temperature=self.temperature,
                           usable=lambda d: d not in stale and safe(d),
                           fresh=lambda d: d not in used)
-            chosen, scores = [m[0] for m in merged], [m[1] for m in merged]
+            positive = [float(ps[i][pos_index]) for ps in pools.positive_scores]
+            chosen, scores = [m[0] for m in merged], on_positive_scale(merged, positive)
             for _ in range(100 * self.num_negatives):  # the pool ran dry: random safe documents
                 if len(chosen) >= self.num_negatives:
                     break
@@ -440,7 +441,7 @@ class MiningDataCollator(SentenceTransformerDataCollator):
             used.update(chosen)
             negatives.append(chosen)
             neg_scores.append(scores)
-            pos_scores.append(float(np.mean([ps[i][pos_index] for ps in pools.positive_scores])))
+            pos_scores.append(float(np.mean(positive)))
         return negatives, neg_scores, pos_scores
 
     def _score_one(self, q: int, d: int) -> float:

@@ -250,7 +250,9 @@ def mine(
         teacher (Any): A CrossEncoder, a SentenceTransformer, a :class:`~st_hardneg.teachers.Scorer`,
             a name, or a list of them for an ensemble. A teacher that is given is always used.
         ensemble (str): ``"mean"`` of the teachers' scores, or NV-Retriever's ``"union"`` (each
-            teacher picks its share of negatives, duplicates kept). Defaults to "mean".
+            teacher picks its share of negatives, duplicates kept; a row's positive score is the
+            teachers' mean and each negative keeps its margin under the teacher that picked it).
+            Defaults to "mean".
         filter (PositiveAwareFilter | None): The false-negative rules (``relative_margin``,
             ``absolute_margin``, ``max_score``, ``min_score``, ``range_min``). Defaults to
             ``PositiveAwareFilter()``, TopK-PercPos 95% (``relative_margin=0.05``).

@@ -428,15 +428,15 @@ def draw(
     temperature: float = 0.05,
     usable: Callable[[int], bool] | None = None,
     fresh: Callable[[int], bool] | None = None,
-) -> list[tuple[int, float, int]]:
-    """One row's negatives as (corpus position, score, rank): each scorer's quota, merged round-robin.
+) -> list[tuple[int, float, int, int]]:
+    """One row's negatives as (corpus position, score, rank, scorer): each scorer's quota, merged round-robin.
 
     ``usable`` limits the candidates (e.g. a batch's positives, stale documents); ``fresh`` prefers
     candidates for which it holds (e.g. not yet used in the batch) when enough of them remain.
     Union ensembles keep duplicates across teachers, as NV-Retriever does.
     """
-    chosen: list[list[tuple[int, float, int]]] = []
-    for pool, quota in zip(kept, quotas):
+    chosen: list[list[tuple[int, float, int, int]]] = []
+    for source, (pool, quota) in enumerate(zip(kept, quotas)):
         options = np.arange(len(pool.docs))
         if usable is not None:
             options = options[[usable(int(d)) for d in pool.docs]] if len(options) else options
@@ -445,8 +445,22 @@ def draw(
             options = preferred if len(preferred) >= quota else options
         at = options[choose(pool.scores[options], quota, strategy, pool=sample_pool, temperature=temperature,
                             rng=rng)]
-        chosen.append([(int(pool.docs[j]), float(pool.scores[j]), int(pool.ranks[j])) for j in at])
+        chosen.append([(int(pool.docs[j]), float(pool.scores[j]), int(pool.ranks[j]), source) for j in at])
     return [c[j] for j in range(max(quotas, default=0)) for c in chosen if j < len(c)]
+
+
+def on_positive_scale(merged: Sequence[tuple[int, float, int, int]], positive_scores: Sequence[float]) -> list[float]:
+    """The scores of ``draw``'s negatives on the scale of the row's positive score, the mean over the scorers.
+
+    With one scorer they are its scores. In a union ensemble each negative is shifted by the gap
+    between the mean and its own scorer's positive score, so that positive minus negative is the
+    margin under the teacher that picked it (a cross-encoder's sigmoid beside a bi-encoder's
+    cosine would otherwise make meaningless margins for MarginMSE).
+    """
+    if len(positive_scores) == 1:
+        return [m[1] for m in merged]
+    mean = float(np.mean(positive_scores))
+    return [m[1] + mean - positive_scores[m[3]] for m in merged]
 
 
 def sample_rows(
@@ -468,7 +482,7 @@ def sample_rows(
     """
     positives = data.positives_by_query()
     out = MinedRows([], [], [], [], [])
-    by_query: dict[int, list[tuple[int, float, int]]] = {}
+    by_query: dict[int, list[tuple[int, float, int, int]]] = {}
     per_query = per_query and pools.row_filter is None
     for r, (q, d) in enumerate(rows):
         i = pools.pool_of[q]
@@ -481,10 +495,10 @@ def sample_rows(
             merged = draw(pools.kept_for(i, k), quotas, strategy, rng, sample_pool=sample_pool,
                           temperature=temperature)
             by_query[q] = merged
+        values = [float(ps[i][k]) for ps in pools.positive_scores]
         out.pairs.append((q, d))
         out.negatives.append([m[0] for m in merged])
-        out.negative_scores.append([m[1] for m in merged])
+        out.negative_scores.append(on_positive_scale(merged, values))
         out.negative_ranks.append([m[2] for m in merged])
-        values = [ps[i][k] for ps in pools.positive_scores]
-        out.positive_scores.append(float(values[0] if len(values) == 1 else np.mean(values)))
+        out.positive_scores.append(values[0] if len(values) == 1 else float(np.mean(values)))
     return out

@@ -277,6 +277,11 @@ def test_cross_encoder_teacher_is_always_used_and_sigmoid_normalised(scifact, mo
     assert len(full) >= len(small.pairs) - 2
     for r in full:
         assert union.negatives[r][0::2] == alone.negatives[r]
+        # One scale per row: the positive is the teachers' mean, and each negative keeps the margin it has
+        # under the teacher that picked it (a sigmoid and a cosine are not comparable as they are).
+        margins = [union.rows.positive_scores[r] - s for s in union.rows.negative_scores[r][0::2]]
+        assert margins == pytest.approx([alone.rows.positive_scores[r] - s for s in alone.rows.negative_scores[r]],
+                                        abs=1e-5)
 
 
 class NaNTeacher:
