@@ -347,7 +347,8 @@ def _ids_source(path: str, record: dict | None, args: argparse.Namespace, loaded
     """The MiningData an ids-layout set's ids refer to: --data, or the embedded sample when the set records it.
 
     A set written by `mine` records its source as ``<name>@<content hash>#<split>``; the data used
-    to resolve it must carry the same record, or the ids could silently pick up other texts.
+    to resolve it must carry the same record, or the ids could silently pick up other texts. A set
+    mined with ``--relabel`` records ``... (audited: +N -M)``: its ids are those of the same data.
     """
     from pathlib import Path
 
@@ -356,6 +357,8 @@ def _ids_source(path: str, record: dict | None, args: argparse.Namespace, loaded
     from .sources import load_data
 
     recorded = (record or {}).get("config", {}).get("data", {}).get("source")
+    # Relabelling changes which pairs are positives, not the corpus or the queries the ids name.
+    recorded = recorded.split(" (audited:", 1)[0] if recorded else recorded
     split = args.split or (recorded.rpartition("#")[2] if recorded and "#" in recorded else "train")
     source = args.data
     if source is None:

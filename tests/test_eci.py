@@ -176,3 +176,17 @@ def test_cli_scores_the_ids_layout_mine_writes(mined_sets, capsys, tmp_path):
     assert main(["eci", str(mined_sets["percpos-ids"]), "--data", str(other)]) == 1
     assert re.search(r"mined from beir:scifact_sample@\w+#train, but the data given is beir:beir@\w+#train",
                      capsys.readouterr().err)
+
+
+def test_an_ids_set_mined_with_relabelled_labels_resolves_against_the_data_it_was_mined_from():
+    """`mine --relabel` records "<source> (audited: +N -M)": the same corpus and queries, other positives."""
+    import argparse
+
+    from st_hardneg import sample_data_path
+    from st_hardneg.cli import _ids_source
+    from st_hardneg.sources import load_data
+
+    source = load_data(sample_data_path()).source
+    record = {"config": {"data": {"source": f"{source} (audited: +3 -1)"}}}
+    data = _ids_source("relabelled-ids", record, argparse.Namespace(split=None, data=None), {})
+    assert data.source == source
