@@ -78,7 +78,13 @@ class ECICallback(TrainerCallback):
             logs = self.measure(model, train_dataloader, state.global_step)
             if metrics is not None:
                 metrics.update(logs)
-            self._record(logs, control)
+            entry = state.log_history[-1] if state.log_history else {}
+            if logs and self.trainer is None and entry.get("step") == state.global_step:
+                # Trainer.evaluate logs its metrics just before this event: join that entry, at this step,
+                # rather than wait for the next log event (steps later, or never if training ends).
+                entry.update(logs)
+            else:
+                self._record(logs, control)
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):

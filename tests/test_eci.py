@@ -190,3 +190,21 @@ def test_an_ids_set_mined_with_relabelled_labels_resolves_against_the_data_it_wa
     record = {"config": {"data": {"source": f"{source} (audited: +3 -1)"}}}
     data = _ids_source("relabelled-ids", record, argparse.Namespace(split=None, data=None), {})
     assert data.source == source
+
+
+def test_eci_measured_at_an_evaluation_joins_that_evaluations_log_entry():
+    from transformers import TrainerControl, TrainerState
+
+    from st_hardneg import ECICallback
+
+    callback = ECICallback()
+    callback.measure = lambda model, dataloader, step: {"eci/score": 1.25}  # the measurement itself is tested above
+    state, control = TrainerState(), TrainerControl()
+    state.global_step, state.log_history = 100, [{"loss": 0.9, "step": 95}, {"eval_loss": 0.5, "step": 100}]
+    metrics = {"eval_loss": 0.5}
+    callback.on_evaluate(None, state, control, model=object(), metrics=metrics)
+    assert state.log_history == [{"loss": 0.9, "step": 95}, {"eval_loss": 0.5, "step": 100, "eci/score": 1.25}]
+    assert not control.should_log and metrics["eci/score"] == 1.25
+    later = {"loss": 0.8}
+    callback.on_log(None, state, control, logs=later)  # nothing left over for the next log event
+    assert later == {"loss": 0.8}
