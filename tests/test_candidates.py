@@ -57,6 +57,15 @@ def test_bm25_pads_small_corpora_and_handles_unknown_words():
     indices, scores = retriever.search(["cat", "zzzz unknown"], 5)
     assert indices.shape == (2, 5)
     assert indices[0, 0] == 0 and (indices[:, 3:] == -1).all() and np.isinf(scores[:, 3:]).all()
+    # A query with no known word scores 0 everywhere: both backends give the corpus order, not some word's hits.
+    for backend in ("bm25s", "rank_bm25"):
+        retriever = BM25Retriever(backend, show_progress=False)
+        retriever.index(["the cat sat", "a dog barked", "cats and dogs"])
+        indices, scores = retriever.search(["zzzz unknown", "dog"], 3)
+        assert indices[0].tolist() == [0, 1, 2] and scores[0].tolist() == [0, 0, 0], backend
+        assert indices[1, 0] == 1, backend
+        indices, scores = retriever.search(["zzzz"], 2)  # every query unknown
+        assert indices.tolist() == [[0, 1]] and scores.tolist() == [[0, 0]], backend
 
 
 def test_dense_flat_hnsw_ivf_on_real_slice(scifact, model, cache_dir):

@@ -95,11 +95,17 @@ class BM25Retriever:
         kk = min(k, self._size)
         tokens = [tokenize(q) for q in queries]
         if self.backend == "bm25s":
-            # bm25s drops tokens absent from its vocabulary; a query with none of them needs a stand-in.
-            vocab = self._index.vocab_dict
-            tokens = [[t for t in q if t in vocab] or [next(iter(vocab))] for q in tokens]
-            indices, scores = self._index.retrieve(tokens, k=kk, show_progress=self.show_progress, n_threads=1)
-            return pad_results(np.asarray(indices), np.asarray(scores), k)
+            # bm25s drops tokens absent from its vocabulary. A query with none of them scores 0 everywhere:
+            # ties in corpus order, as rank_bm25 gives them; only the others are asked.
+            known = [[t for t in q if t in self._index.vocab_dict] for q in tokens]
+            indices = np.tile(np.arange(kk, dtype=np.int64), (len(known), 1))
+            scores = np.zeros((len(known), kk), dtype=np.float32)
+            asked = [i for i, q in enumerate(known) if q]
+            if asked:
+                found, found_scores = self._index.retrieve([known[i] for i in asked], k=kk,
+                                                           show_progress=self.show_progress, n_threads=1)
+                indices[asked], scores[asked] = found, found_scores
+            return pad_results(indices, scores, k)
         from tqdm.auto import tqdm
 
         indices = np.empty((len(queries), kk), dtype=np.int64)
