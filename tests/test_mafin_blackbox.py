@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -139,6 +141,14 @@ def test_model_black_box_is_frozen_and_gives_the_models_unit_vectors():
     expected = model.encode(texts, convert_to_numpy=True)
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     assert np.allclose(box.embed(texts), expected, atol=1e-5)
+
+
+def test_a_model_black_box_loaded_from_a_folder_is_named_without_its_path():
+    from st_hardneg.models import default_model_path
+
+    folder = default_model_path()
+    name = ModelBlackBox(folder).name
+    assert "/" not in name and name.startswith(f"{Path(folder).resolve().name}@")  # cards publish this name
 
 
 def test_vector_cache_saves_chunk_by_chunk_and_refuses_two_sizes_under_one_name(tmp_path):

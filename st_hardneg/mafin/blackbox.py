@@ -108,7 +108,9 @@ class ModelBlackBox:
 
     Args:
         model (SentenceTransformer | str): The model, or a name/path to load.
-        name (str | None): Defaults to the path it was loaded from, or to a fingerprint of its weights.
+        name (str | None): Defaults to the name it was loaded by: a Hub id as given, a local folder as
+            ``<folder name>@<weights hash>`` (never the machine path, which cards would publish); else
+            a fingerprint of its weights.
         batch_size (int): Encoding batch size.
     """
 
@@ -116,9 +118,11 @@ class ModelBlackBox:
         if isinstance(model, (str, os.PathLike)):
             from sentence_transformers import SentenceTransformer
 
-            path = Path(model).expanduser()
-            name = name or (str(path.resolve()) if path.exists() else str(model))
-            model = SentenceTransformer(str(model))
+            from ..embeddings import model_fingerprint
+            from ..models import display_name
+
+            given, model = str(model), SentenceTransformer(str(model))
+            name = name or display_name(given, lambda: model_fingerprint(model))
         if not name:
             from ..embeddings import model_fingerprint
 
