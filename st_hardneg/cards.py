@@ -115,7 +115,8 @@ def record_mining_in_card(model: Any, lines: list[str] | None = None, *, config:
 
     Args:
         model: A SentenceTransformer (anything with sentence-transformers' ``model_card_data``).
-        lines: Free-form bullet lines for the section.
+        lines: Free-form bullet lines for the section (default: the lines recorded before, e.g. the
+            ``MiningDataCollator``'s, so a later ``push_model`` keeps them).
         config: The mining configuration (``record["config"]`` of :func:`~st_hardneg.result.load_mined`).
         eci: ECI summary (``ECIResult.to_dict()``).
         eval_results: ``{name: {"ndcg@10": .., "recall@100": ..}}``.
@@ -124,11 +125,14 @@ def record_mining_in_card(model: Any, lines: list[str] | None = None, *, config:
     """
     import jinja2
 
+    card = model.model_card_data
+    if lines is None:
+        lines = getattr(card, "st_hardneg_lines", None) or []
+    card.st_hardneg_lines = list(lines)
     section = jinja2.Template((TEMPLATES / "model_card_section.md").read_text(encoding="utf-8")).render(
-        lines=public(lines or []), config=public(config), eci=public(eci), eval_results=eval_results,
+        lines=public(lines), config=public(config), eci=public(eci), eval_results=eval_results,
         dataset_repo_id=dataset_repo_id, endpoint=hub_endpoint(), mafin=mafin_info(model),
         repo_id=repo_id or "USER/MODEL")
-    card = model.model_card_data
     base = Path(card.template_path).read_text(encoding="utf-8")
     if _MARKER in base:  # extended before: replace our section only
         start = base.index(_MARKER)

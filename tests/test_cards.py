@@ -115,6 +115,17 @@ def test_mining_recorded_restores_the_template_and_removes_its_folder(model, tmp
     assert student.model_card_data.template_path == before and not template.parent.exists()
 
 
+def test_a_later_recording_without_lines_keeps_the_earlier_lines(model, record, tmp_path):
+    """MiningDataCollator records its lines before training; push_model records the config later."""
+    student = copy.deepcopy(model)
+    record_mining_in_card(student, ["negatives served by MiningDataCollator, refreshed every 10 steps"])
+    with mining_recorded(student, config=record["config"]):
+        student.save(str(tmp_path / "model"))
+    text = (tmp_path / "model" / "README.md").read_text(encoding="utf-8")
+    assert "- negatives served by MiningDataCollator, refreshed every 10 steps" in text
+    assert text.count("### Hard Negatives") == 1
+
+
 def test_hardness_histogram_is_a_real_plot(record):
     from io import BytesIO
 
