@@ -421,11 +421,13 @@ def _run_push_dataset(args: argparse.Namespace) -> int:
     if args.with_corpus:
         corpus, queries = default_corpus_maps(args.path, data=args.with_corpus)
     if args.eci_scorer:
-        import datasets
+        from .eci import eci_score, is_ids_layout
 
-        from .eci import eci_score
-
-        eci = eci_score(datasets.load_from_disk(args.path), args.eci_scorer)
+        dataset, record = _load_set(args.path)  # any format `mine` writes, checked against its sidecar
+        # An ids set's texts come from the data it was mined from: --with-corpus names it.
+        found = argparse.Namespace(split=None, data=args.with_corpus)
+        data = _ids_source(args.path, record, found, {}) if is_ids_layout(dataset) else None
+        eci = eci_score(dataset, args.eci_scorer, data=data)
     revision = push_dataset(args.path, args.repo_id, private=args.private, revision=args.revision,
                             create_pr=args.create_pr, corpus=corpus, queries=queries, eci=eci, license=args.license)
     print(f"pushed {args.path} to dataset {args.repo_id} at {revision}")

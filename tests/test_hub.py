@@ -193,11 +193,16 @@ def test_push_cli_request_log_visibility_and_corpus(hub, mined, sample_dir, capl
 def test_push_cli(hub, mined, model, tmp_path, capsys):
     from st_hardneg.cli import main
 
-    out, _, _ = mined
+    out, result, _ = mined
     assert main(["push", "dataset", str(out / "ntuple"), "tester/cli-hn", "--license", "cc-by-4.0"]) == 0
     assert "pushed" in capsys.readouterr().out
     assert len(datasets.load_dataset("tester/cli-hn", split="train")) == len(datasets.load_from_disk(str(out / "ntuple")))
     model.save(str(tmp_path / "model"))
+    # --eci-scorer reads any format `mine` saves (here parquet), not only save_to_disk's arrow
+    result.save(tmp_path / "pq", "n-tuple", file_format="parquet")
+    scorer = str(tmp_path / "model")
+    assert main(["push", "dataset", str(tmp_path / "pq"), "tester/cli-pq", "--eci-scorer", scorer]) == 0
+    assert "ECI" in DatasetCard.load("tester/cli-pq", repo_type="dataset").text
     assert main(["push", "model", str(tmp_path / "model"), "tester/cli-model", "--dataset-repo", "tester/cli-hn",
                  "--mined", str(out / "ntuple")]) == 0
     assert "### Hard Negatives" in ModelCard.load("tester/cli-model").text
