@@ -115,17 +115,16 @@ class ModelBlackBox:
     """
 
     def __init__(self, model: Any, name: str | None = None, batch_size: int = 32) -> None:
+        from ..embeddings import model_fingerprint
+
         if isinstance(model, (str, os.PathLike)):
             from sentence_transformers import SentenceTransformer
 
-            from ..embeddings import model_fingerprint
             from ..models import display_name
 
             given, model = str(model), SentenceTransformer(str(model))
             name = name or display_name(given, lambda: model_fingerprint(model))
         if not name:
-            from ..embeddings import model_fingerprint
-
             name = f"{type(model).__name__}@{model_fingerprint(model)[:16]}"
         self.model, self.batch_size, self.name = model, batch_size, name
         for p in model.parameters():
