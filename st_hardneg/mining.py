@@ -278,7 +278,8 @@ def mine(
         relevance_threshold (float): BEIR qrels only: a judgment is a positive when its score is
             strictly above this (graded scores such as 0.5 are kept as numbers). Defaults to 0.
         batch_size (int): Encoding batch size. Defaults to 32.
-        max_seq_length (int | None): Truncate ``model``'s inputs to this many tokens.
+        max_seq_length (int | None): Truncate ``model``'s inputs to this many tokens (set on the model
+            given, which keeps it afterwards, as ``model.max_seq_length = n`` would).
         query_prompt / query_prompt_name / corpus_prompt / corpus_prompt_name (str | None): Prompts,
             as in sentence-transformers (default: the model's ``query``/``document`` prompts).
         index (str): faiss index: ``"flat"`` (exact), ``"ivf"`` or ``"hnsw"``. Defaults to "flat".
