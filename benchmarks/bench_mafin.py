@@ -32,7 +32,7 @@ Stages:
   alone, by seed (a one-sample t interval: the black box has one run) and by query on each query's
   mean over the seeds (a sign-flip permutation test; the black box's one value per query is not
   repeated as if it were new evidence); row 4 against row 3 as the quality benchmark compares, by
-  seed (``scipy.stats.ttest_rel``) and by query with the seeds pooled; the λ sweep; training time
+  seed (``scipy.stats.ttest_rel``) and by query on each query's mean over the seeds; the λ sweep; training time
   and device.
 
     python benchmarks/bench_mafin.py prepare --black-box-model "$(python recipes/prepare_mpnet_teacher.py)"
@@ -284,7 +284,7 @@ def summarise(args) -> dict:
             if "1" in table and number != "1":
                 (box,) = table["1"]["runs"].values()
                 same = {s: box for s in row["runs"]}  # the black box's one run stands for every seed
-                row["vs_1"] = {key: seeded.compare(row["runs"], same, key, pool="mean", min_seeds=1)
+                row["vs_1"] = {key: seeded.compare(row["runs"], same, key, min_seeds=1)
                                for key in ("ndcg10", "recall10")}
             if number == "4" and "3" in table:
                 row["vs_3"] = {key: seeded.compare(row["runs"], table["3"]["runs"], key) for key in ("ndcg10", "recall10")}
@@ -322,8 +322,8 @@ def render(summary: dict, args) -> str:
         "- vs 1: the black box has one run, which stands for every seed: Δ with a one-sample 95% t interval over "
         "the seeds (training noise only), p (queries) on each query's mean over the seeds (paired sign-flip "
         "permutation test, 10,000 resamples); rows 0 and 1 are one run each (no interval)",
-        "- row 4 vs row 3: paired by seed (`scipy.stats.ttest_rel`, 95% t interval) and by query with the seeds "
-        "pooled, as the quality benchmark compares",
+        "- row 4 vs row 3: paired by seed (`scipy.stats.ttest_rel`, 95% t interval) and by query on each query's "
+        "mean over the seeds, as the quality benchmark compares",
         "",
     ]
     for name, entry in summary["datasets"].items():

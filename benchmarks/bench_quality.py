@@ -27,8 +27,8 @@ only in training flags share one set, ``MINED_AS``), then trains once per ``--se
 saved set (``train``), so the seeds vary the training alone. The collator rows mine while they
 train, on the machine that trains them. ``report`` gives nDCG@10 mean ± sd over the seeds, the difference to row 3
 paired by seed (``scipy.stats.ttest_rel``, 95% t interval), a paired sign-flip permutation test over
-queries with the seeds pooled, and each row's compute: mining (here) plus training, and the device
-the training ran on.
+queries on each query's mean over the seeds (``seeded.compare``), and each row's compute: mining
+(here) plus training, and the device the training ran on.
 
     python benchmarks/bench_quality.py --datasets scifact nfcorpus --teacher "$(python recipes/prepare_mpnet_teacher.py)"
     python benchmarks/bench_quality.py prepare --teacher ...   # mine only (CPU)
@@ -231,6 +231,15 @@ def train(args) -> None:
                     mined = Path(args.cache) / name / MINED_AS.get(folder, folder) / "mined"
                     if not mined.is_dir():
                         raise SystemExit(f"{mined}: not mined yet (run the prepare stage)")
+                    # A re-mined set can differ (another machine's arithmetic): a new seed must train on the rows
+                    # the row's other seeds trained on.
+                    now = json.loads((mined.parent / "results.json").read_text())["mining"]["rows_sha256"]
+                    before = {k: v for k, v in seeded.trained_on(out.parent).items() if k != now}
+                    if before:
+                        seeds = sorted(s for v in before.values() for s in v)
+                        raise SystemExit(f"{mined} holds rows {now[:12]}, but seeds {seeds} of {out.parent} trained "
+                                         f"on {', '.join(str(k)[:12] for k in before)}; restore that set or train "
+                                         "every seed again")
                     cmd = recipe.recipe_command("dataset", path, train_split, eval_split, args, None,
                                                 "--dataset", str(mined), "--output", str(out), *extra)
                 else:
@@ -291,6 +300,7 @@ def summarise(args) -> dict:
             runs = seeded.load_runs(work / folder, args.seeds)
             if not runs:
                 continue
+            seeded.check_alike(runs, f"{name} row {number} ({work / folder})")
             mining = json.loads((work / folder / "mining.json").read_text()) if (
                 work / folder / "mining.json").is_file() else {}
             table[number] = {"label": label, "runs": runs, "rows": mining.get("mining", {}).get("rows"),
@@ -326,7 +336,7 @@ def render(summary: dict, args) -> str:
         f"every {args.refresh_steps} steps; NFCorpus: {args.nfcorpus_train_pairs} train pairs (one positive per query "
         "first, every positive of those queries kept out of the negatives), evaluated on dev",
         "- Δ vs 3: paired by seed, 95% t interval (`scipy.stats.ttest_rel`); p (queries): paired sign-flip "
-        "permutation test over queries, seeds pooled (10,000 resamples)",
+        "permutation test over queries on each query's mean over the seeds (10,000 resamples)",
         "- compute: mining wall / CPU seconds (once per row, on the mining machine, embedding caches as found) and "
         "training wall seconds per seed (mean), on the device named; total CPU s: mining with cold caches (a teacher "
         "row is charged row 5's mining, which encoded the corpus with the teacher; rows 12 and 30 that of row 3, rows 24-29 "

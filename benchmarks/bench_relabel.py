@@ -28,7 +28,7 @@ Stages, so the training can run on another machine (a GPU) from the mined sets a
 ``train`` writes one ``results.json`` per (dataset, label set, seed) under ``--work`` and skips
 those already there; ``report`` writes ``benchmarks/results/relabel.md`` and ``.json``: nDCG@10 mean
 +- sd over seeds, the difference to the uncorrected labels paired by seed (``scipy.stats.ttest_rel``,
-95% t interval) and a paired sign-flip permutation test over queries with the seeds pooled.
+95% t interval) and a paired sign-flip permutation test over queries on each query's mean over the seeds.
 """
 
 from __future__ import annotations
@@ -221,7 +221,8 @@ def render(summary: dict, args) -> str:
              f"- noise as `bench_audit.py`: {args.noise:.0%} of the positives removed, as many wrong ones added "
              f"(half random, half hard); seed {args.noise_seed}",
              "- Δ: corrected minus uncorrected labels (same noise), paired by seed with a 95% t interval "
-             "(`scipy.stats.ttest_rel`); p (queries): paired sign-flip permutation test over queries, seeds pooled",
+             "(`scipy.stats.ttest_rel`); p (queries): paired sign-flip permutation test over queries, on each "
+             "query's mean over the seeds",
              ""]
     for name, d in summary.items():
         meta = d["threshold"]

@@ -2,12 +2,15 @@
 recipe's runs, reading them back, and the paired comparison of two settings.
 
 A comparison pairs the runs by seed: the mean difference with a 95% t interval
-(``scipy.stats.ttest_rel``) and a paired sign-flip permutation test over queries with the seeds
-pooled (``evaluation.paired_permutation_test``), as ``bench_backend_quality.py`` reports.
+(``scipy.stats.ttest_rel``), and by query: a paired sign-flip permutation test over queries
+(``evaluation.paired_permutation_test``) on each query's mean over the seeds. The query is the unit
+that is resampled: a query's seeds are flipped together, since its difference repeats from seed to
+seed (testing every (seed, query) pair as if it were a query of its own overstates significance).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -109,6 +112,7 @@ def load_runs(folder: Path, seeds: list[int], split: str | None = None) -> dict[
         else:
             ev = r["eval"][split]
         runs[seed] = {"ndcg10": ev["ndcg@10"], "recall100": ev["recall@100"], "per_query": ev["per_query"]["ndcg@10"],
+                      "queries": _digest(ev.get("query_ids")),
                       "recall10": ev.get("recall@10"), "per_query_recall10": ev["per_query"].get("recall@10"),
                       "device": r["device"], "model": r["settings"].get("model"), "train_rows": r.get("train_rows"),
                       "train_seconds": r.get("train_seconds"), "train_cpu_seconds": r.get("train_cpu_seconds"),
@@ -116,20 +120,49 @@ def load_runs(folder: Path, seeds: list[int], split: str | None = None) -> dict[
     return runs
 
 
+def check_alike(runs: dict[int, dict], where: str) -> None:
+    """Refuse to average runs of one row that differ in what they trained on or where: the mined rows
+    (SHA-256), the student's starting weights, or the kind of device (an H100 and a CPU do not give
+    the same numbers, so a row's seeds must not mix them)."""
+    for label, value in (("rows", lambda r: r.get("rows_sha256")), ("student", lambda r: r.get("model")),
+                         ("device", lambda r: str(r.get("device")).split(":")[0])):
+        found: dict = {}
+        for seed, run in sorted(runs.items()):
+            found.setdefault(value(run), []).append(seed)
+        if len(found) > 1:
+            detail = "; ".join(f"seeds {seeds}: {str(key)[:16]}" for key, seeds in found.items())
+            raise SystemExit(f"{where}: the runs differ in {label} ({detail}); keep one kind in a row")
+
+
+def trained_on(folder: Path) -> dict[str, list[int]]:
+    """The mined sets (SHA-256 of the rows) the runs under ``folder`` trained on, with their seeds."""
+    found: dict[str, list[int]] = {}
+    for f in sorted(folder.glob("seed-*/results.json")):
+        digest = json.loads(f.read_text()).get("mining", {}).get("rows_sha256")
+        found.setdefault(digest, []).append(int(f.parent.name.split("-", 1)[1]))
+    return found
+
+
+def _digest(ids: list | None) -> str | None:
+    """SHA-256 of a run's query ids in order: runs are paired query by query only when theirs agree."""
+    return None if ids is None else hashlib.sha256(json.dumps(ids).encode()).hexdigest()
+
+
 # The per-query values behind each metric that compare() tests.
 PER_QUERY = {"ndcg10": "per_query", "recall10": "per_query_recall10"}
 
 
-def compare(runs: dict[int, dict], ref: dict[int, dict], key: str = "ndcg10", *, pool: str = "seeds",
-            min_seeds: int = 2) -> dict | None:
+def compare(runs: dict[int, dict], ref: dict[int, dict], key: str = "ndcg10", *, min_seeds: int = 2) -> dict | None:
     """``runs`` minus ``ref`` on nDCG@10 (or ``key``: ``"recall10"``) over their common seeds.
 
+    By seed: the mean difference with a 95% t interval (``scipy.stats.ttest_rel``; against a ``ref``
+    whose one run stands for every seed, the same run under each seed, this is the one-sample
+    interval of the training noise). By query: a paired sign-flip permutation test on each query's
+    mean over those seeds, so a query counts once however many seeds there are.
+
     Args:
-        runs, ref: ``seed -> run`` (``load_runs``).
+        runs, ref: ``seed -> run`` (``load_runs``); every run must list the same queries in the same order.
         key (str): ``"ndcg10"`` or ``"recall10"``.
-        pool (str): The query test's pairs: ``"seeds"``, every (seed, query) pair (the quality
-            benchmark's test); ``"mean"``, each query's mean over the seeds, for a ``ref`` that does not
-            vary by seed (one run standing for every seed), whose repeated copies are no new evidence.
         min_seeds (int): Fewer common seeds give None; with one, ``ci`` and ``p_seeds`` are None.
     """
     from evaluation import paired_permutation_test
@@ -138,19 +171,19 @@ def compare(runs: dict[int, dict], ref: dict[int, dict], key: str = "ndcg10", *,
     common = sorted(set(runs) & set(ref))
     if len(common) < max(1, min_seeds):
         return None
+    order = {r["queries"] for r in (*[runs[k] for k in common], *[ref[k] for k in common]) if r.get("queries")}
+    if len(order) > 1:
+        raise ValueError(f"seeds {common}: the runs list other queries or another order; per-query values "
+                         "cannot be paired")
     a = np.array([runs[k][key] for k in common])
     b = np.array([ref[k][key] for k in common])
     ci, p_seeds = [None, None], None
     if len(common) > 1:
         test = stats.ttest_rel(a, b)
         ci, p_seeds = [float(test.confidence_interval().low), float(test.confidence_interval().high)], float(test.pvalue)
-    ours, theirs = (np.array([r[k][PER_QUERY[key]] for k in common]) for r in (runs, ref))
-    if pool == "mean":
-        ours, theirs = ours.mean(axis=0), theirs.mean(axis=0)
-    elif pool != "seeds":
-        raise ValueError(f"unknown pool {pool!r}; use 'seeds' or 'mean'")
+    ours, theirs = (np.array([r[k][PER_QUERY[key]] for k in common]).mean(axis=0) for r in (runs, ref))
     return {"seeds": common, "delta": float((a - b).mean()), "ci": ci, "p_seeds": p_seeds,
-            "p_queries": float(paired_permutation_test(ours.ravel(), theirs.ravel()))}
+            "p_queries": float(paired_permutation_test(ours, theirs))}
 
 
 def mean_sd(runs: dict[int, dict], key: str = "ndcg10") -> str:

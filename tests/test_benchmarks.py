@@ -81,3 +81,47 @@ def test_report_compares_rows_trained_here_with_row_3_trained_here(tmp_path):
     report = bench_quality.render({"scifact": table}, args)
     same = report.split("against row 30")[1]
     assert "| 26 |" in same and "| 4 |" not in same and "| 30 |" not in same
+
+
+def test_the_query_test_counts_each_query_once_however_many_seeds():
+    """A query's difference repeats over seeds: its seeds are flipped together, not as new queries."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+    import seeded
+
+    def run(per_query, queries="q"):
+        return {"ndcg10": float(np.mean(per_query)), "per_query": per_query, "queries": queries}
+
+    ours = {seed: run([0.6 + 0.01 * seed, 0.5, 0.7, 0.4]) for seed in range(1, 6)}
+    theirs = {seed: run([0.5, 0.4, 0.6, 0.3]) for seed in range(1, 6)}
+    c = seeded.compare(ours, theirs)
+    assert c["delta"] == pytest.approx(0.1075) and c["seeds"] == [1, 2, 3, 4, 5]
+    # 4 queries, all better: no sign-flip test on them goes below 2/16, whatever the 5 seeds would add as pairs.
+    assert c["p_queries"] == pytest.approx(0.125, abs=0.02)
+    theirs[3] = run([0.5, 0.4, 0.6, 0.3], queries="another order")
+    with pytest.raises(ValueError, match="other queries or another order"):
+        seeded.compare(ours, theirs)
+
+
+def test_a_row_never_averages_runs_of_other_rows_students_or_devices(tmp_path):
+    import bench_quality
+    import seeded
+
+    def results(folder, seed, sha, device="cpu"):
+        out = folder / f"seed-{seed}"
+        out.mkdir(parents=True)
+        (out / "results.json").write_text(json.dumps({
+            "device": device, "settings": {"model": None}, "mining": {"rows_sha256": sha},
+            "eval": {"s-test": {"ndcg@10": 0.5, "recall@100": 0.9, "per_query": {"ndcg@10": [0.5]}}}}))
+
+    work, cache = tmp_path / "work", tmp_path / "cache"
+    args = bench_quality.parse_args(["train", "--datasets", "scifact", "--data", str(tmp_path), "--work", str(work),
+                                     "--cache", str(cache), "--rows", "4", "--seeds", "2"])
+    results(work / "scifact" / "dense-percpos", 1, "old-set")
+    (cache / "scifact" / "dense-percpos" / "mined").mkdir(parents=True)
+    (cache / "scifact" / "dense-percpos" / "results.json").write_text(json.dumps({"mining": {"rows_sha256": "new-set"}}))
+    with pytest.raises(SystemExit, match=r"holds rows new-set, but seeds \[1\] .* trained on old-set"):
+        bench_quality.train(args)  # a re-mined set differs: seed 2 must not train on it beside seed 1
+    results(work / "scifact" / "dense-percpos", 2, "old-set", device="cuda:0")
+    runs = seeded.load_runs(work / "scifact" / "dense-percpos", [1, 2])
+    with pytest.raises(SystemExit, match=r"row 4: the runs differ in device \(seeds \[1\]: cpu; seeds \[2\]: cuda\)"):
+        seeded.check_alike(runs, "row 4")
