@@ -67,6 +67,7 @@ def test_report_compares_rows_trained_here_with_row_3_trained_here(tmp_path):
             out.mkdir(parents=True)
             (out / "results.json").write_text(json.dumps({
                 "device": device, "settings": {"model": None}, "train_rows": 10, "train_seconds": 1.0,
+                "train_cpu_seconds": 2.0 * seed,
                 "eval": {"scifact-test": {"ndcg@10": float(sum(per_query) / len(per_query)), "recall@100": 0.9,
                                           "per_query": {"ndcg@10": per_query}}}}))
 
@@ -81,6 +82,7 @@ def test_report_compares_rows_trained_here_with_row_3_trained_here(tmp_path):
     report = bench_quality.render({"scifact": table}, args)
     same = report.split("against row 30")[1]
     assert "| 26 |" in same and "| 4 |" not in same and "| 30 |" not in same
+    assert "| 1, 2, 3 | 4 | – |" in same  # the recorded train CPU s (mean of 2, 4, 6); no compute rates here
 
 
 def test_the_query_test_counts_each_query_once_however_many_seeds():
