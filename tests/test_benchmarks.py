@@ -81,7 +81,7 @@ def test_report_compares_rows_trained_here_with_row_3_trained_here(tmp_path):
     assert table["4"]["vs_30"] is None and table["30"]["vs_30"] is None and table["3"]["vs_30"] is None
     report = bench_quality.render({"scifact": table}, args)
     same = report.split("against row 30")[1]
-    assert "| 26 |" in same and "| 4 |" not in same and "| 30 |" not in same
+    assert "\n| 26 |" in same and "\n| 4 |" not in same and "\n| 30 |" not in same
     assert "| 1, 2, 3 | 4 | – |" in same  # the recorded train CPU s (mean of 2, 4, 6); no compute rates here
 
 
