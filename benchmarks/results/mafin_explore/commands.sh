@@ -16,3 +16,8 @@ $R --strategy black-box-hybrid --num-negatives 1 --sampling-strategy sampled --s
 $R --strategy dataset --dataset $C/sampled1/mined --num-negatives 1 --seed 1 --output $X/mafin-mined-sampled10-w1/seed-1 --eval-heldout $BB --mafin-weight 1.0 > $X/sampled10.log 2>&1
 $R --strategy black-box-hybrid --num-negatives 3 --seed 42 --mine-only --output $C/top3 $BB > $X/mine-top3.log 2>&1
 $R --strategy dataset --dataset $C/top3/mined --num-negatives 3 --seed 1 --output $X/mafin-mined-top3-w1/seed-1 --eval-heldout $BB --mafin-weight 1.0 > $X/top3.log 2>&1
+# 2026-12-07: PercPos under the black box against each row's own positive (the documents the black box ranks above
+# a row's positive but below 95% of it, other positives still excluded by id): the black box's own mistakes, where
+# the lowest-positive rule keeps only documents below all 42 positives on average.
+$R --strategy black-box-hybrid --num-negatives 1 --positive-reference own --seed 42 --mine-only --output $C/own1 $BB > $X/mine-own1.log 2>&1
+$R --strategy dataset --dataset $C/own1/mined --num-negatives 1 --seed 1 --output $X/mafin-mined-own-w1/seed-1 --eval-heldout $BB --mafin-weight 1.0 > $X/own1.log 2>&1
