@@ -323,6 +323,7 @@ def collect(args) -> dict[str, list[dict]]:
                 continue
             found = seed_runs(ds, name, entry["rows_sha256"], args)
             runs = {s: run for s, (run, _) in sorted(found.items())}
+            seeded.check_alike(runs, f"{ds} {name}")  # the quality benchmark's seeds and ours: one device, one student
             folders = sorted({str(f.relative_to(ROOT) if f.is_relative_to(ROOT) else f) for _, f in found.values()})
             if runs:
                 values = [r["ndcg10"] for r in runs.values()]
