@@ -33,8 +33,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import seeded  # noqa: E402
 import train_with_hard_negatives as recipe  # noqa: E402
-from evaluation import paired_permutation_test  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -156,8 +157,6 @@ def summarise(args: argparse.Namespace, name: str) -> dict:
 
 
 def render(report: dict, noise: dict, seconds: float) -> str:
-    from scipy import stats
-
     s = report["settings"]
     lines = [
         "# Training on each backend's negatives (issue 12's deciding test)",
@@ -192,22 +191,15 @@ def render(report: dict, noise: dict, seconds: float) -> str:
                 continue
             per_seed = " / ".join(f"{runs[k]['ndcg10']:.4f}" for k in sorted(runs))
             mean = np.mean([r["ndcg10"] for r in runs.values()])
-            delta = ci = p_seeds = p_queries = verdict = "–"
-            seeds = sorted(set(runs) & set(ref_runs))
-            if backend != reference and seeds:
-                diffs = np.array([runs[k]["ndcg10"] - ref_runs[k]["ndcg10"] for k in seeds])
-                d = float(diffs.mean())
+            delta = p_seeds = p_queries = verdict = "–"
+            c = seeded.compare(runs, ref_runs, min_seeds=1) if backend != reference else None
+            if c is not None:
+                d = c["delta"]
                 delta = f"{d:+.4f}"
-                if len(seeds) > 1:
-                    test = stats.ttest_rel([runs[k]["ndcg10"] for k in seeds], [ref_runs[k]["ndcg10"] for k in seeds])
-                    low, high = test.confidence_interval(0.95)
-                    ci = f" [{low:+.4f}, {high:+.4f}]"
-                    p_seeds = f"{test.pvalue:.3f}"
-                    delta += ci
-                # Each query once, on its mean over the seeds (its seeds are not independent queries).
-                a = np.mean([runs[k]["per_query"] for k in seeds], axis=0)
-                r = np.mean([ref_runs[k]["per_query"] for k in seeds], axis=0)
-                p_queries = f"{paired_permutation_test(a, r):.3f}"
+                if c["p_seeds"] is not None:
+                    delta += f" [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]"
+                    p_seeds = f"{c['p_seeds']:.3f}"
+                p_queries = f"{c['p_queries']:.3f}"
                 if sd is not None:
                     verdict = "yes" if abs(d) <= sd else "no"
                 b["delta"] = d
