@@ -127,3 +127,15 @@ def test_a_row_never_averages_runs_of_other_rows_students_or_devices(tmp_path):
     runs = seeded.load_runs(work / "scifact" / "dense-percpos", [1, 2])
     with pytest.raises(SystemExit, match=r"row 4: the runs differ in device \(seeds \[1\]: cpu; seeds \[2\]: cuda\)"):
         seeded.check_alike(runs, "row 4")
+
+
+def test_query_overlap_counts_evaluation_queries_with_a_train_query_text(tmp_path):
+    import probe_query_overlap
+
+    (tmp_path / "qrels").mkdir()
+    queries = [("q1", "Does X cause Y?"), ("q2", "unrelated"), ("q3", "  does x cause y?"), ("q4", "new claim")]
+    (tmp_path / "queries.jsonl").write_text("".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in queries))
+    (tmp_path / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
+    (tmp_path / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq3\td1\t1\nq4\td3\t1\n")
+    # q3 repeats q1's text up to case and spaces; q4 is new; q2 (train only) is not an evaluation query.
+    assert probe_query_overlap.overlap(tmp_path, "dev") == (2, ["  does x cause y?"])
