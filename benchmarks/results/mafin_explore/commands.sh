@@ -6,7 +6,9 @@
 set -euo pipefail
 DATA=${1:-../shared/data}
 R="python recipes/train_with_hard_negatives.py --train $DATA/nfcorpus --train-split train --eval $DATA/nfcorpus:dev --max-seq-length 256 --batch-size 32 --epochs 1.0 --lr 2e-05 --max-train-pairs 2000"
-BB="--black-box benchmarks/results/cache/mafin/all-mpnet-base-v2-256.parquet --black-box-name all-mpnet-base-v2"
+# STORE: the black box's vectors (bench_mafin.py prepare's store; one made with --datasets nfcorpus alone does too)
+STORE=${STORE:-benchmarks/results/cache/mafin/all-mpnet-base-v2-256.parquet}
+BB="--black-box $STORE --black-box-name all-mpnet-base-v2"
 X=benchmarks/results/mafin_explore/nfcorpus-heldout
 C=benchmarks/results/cache/mafin_explore/nfcorpus
 export HF_HUB_OFFLINE=1
