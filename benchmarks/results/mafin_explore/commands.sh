@@ -23,8 +23,7 @@ $R --strategy dataset --dataset $C/top3/mined --num-negatives 3 --seed 1 --outpu
 # the lowest-positive rule keeps only documents below all 42 positives on average.
 $R --strategy black-box-hybrid --num-negatives 1 --positive-reference own --seed 42 --mine-only --output $C/own1 $BB > $X/mine-own1.log 2>&1
 $R --strategy dataset --dataset $C/own1/mined --num-negatives 1 --seed 1 --output $X/mafin-mined-own-w1/seed-1 --eval-heldout $BB --mafin-weight 1.0 > $X/own1.log 2>&1
-# 2026-12-08: two epochs, in-batch against top-1 mined (row 4's miner, as bench_mafin.py prepare runs it; today's
-# code keeps 1,935 rows where the λ sweep's one-epoch run trained on 1,933).
+# 2026-12-08: two epochs (the later --epochs wins), in-batch against top-1 mined: row 4's set as bench_mafin.py prepare
+# mines it, not mined again here (today's code keeps 1,935 rows where the λ sweep's one-epoch run trained on 1,933).
 $R --strategy in-batch --num-negatives 1 --seed 1 --epochs 2.0 --output $X/mafin-in-batch-w1-2ep/seed-1 --eval-heldout $BB --mafin-weight 1.0 > $X/in-batch-2ep.log 2>&1
-$R --strategy black-box-hybrid --num-negatives 1 --seed 42 --mine-only --output $C/top1 $BB > $X/mine-top1.log 2>&1
-$R --strategy dataset --dataset $C/top1/mined --num-negatives 1 --seed 1 --epochs 2.0 --output $X/mafin-mined-w1-2ep/seed-1 --eval-heldout $BB --mafin-weight 1.0 > $X/mined-2ep.log 2>&1
+$R --strategy dataset --dataset benchmarks/results/cache/mafin/nfcorpus/black-box-hybrid/mined --num-negatives 1 --seed 1 --epochs 2.0 --output $X/mafin-mined-w1-2ep/seed-1 --eval-heldout $BB --mafin-weight 1.0 > $X/mined-2ep.log 2>&1
