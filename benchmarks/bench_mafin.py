@@ -40,6 +40,14 @@ Stages:
     python benchmarks/bench_mafin.py train --seeds 2 3 4 5 6
     python benchmarks/bench_mafin.py report --seeds 2 3 4 5 6
 
+Two epochs (rows 0, 1, 3 and 4 in their own work folder, at the λ the 1-epoch sweep chose; row 2 is left out):
+
+    python benchmarks/bench_mafin.py prepare --epochs 2 --work benchmarks/results/mafin_seeds_2ep
+    python benchmarks/bench_mafin.py train --epochs 2 --rows 0 1 3 4 --work benchmarks/results/mafin_seeds_2ep \
+        --lambda-file benchmarks/results/mafin_seeds/lambda.json
+    python benchmarks/bench_mafin.py report --epochs 2 --work benchmarks/results/mafin_seeds_2ep \
+        --lambda-file benchmarks/results/mafin_seeds/lambda.json --output benchmarks/results/mafin_2ep.md
+
 Runs are kept under ``--work`` (``<dataset>/<row>/seed-<n>/results.json``) and never redone; a work
 folder refuses runs with other settings (``settings.json``), and a run of rows 2 or 4 on other rows
 than the mined set now holds (SHA-256) is refused by the report. Writes ``--output`` (markdown) and
@@ -102,6 +110,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sweep-seed", type=int, default=1, help="sweep: the training seed of its runs")
     p.add_argument("--rows", nargs="+", default=[r.number for r in ROWS], help="rows to train (0-4)")
     p.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 2.0], help="λ values the sweep tries")
+    p.add_argument("--lambda-file", default=None,
+                   help="train/report: the sweep's record of the chosen λ (default <work>/lambda.json); another work "
+                        "folder's, to train rows under other settings (e.g. --epochs 2) at the λ chosen there")
     p.add_argument("--black-box-model", default=None,
                    help="prepare: the black box's model, embedded once into the store (all-mpnet-base-v2's folder)")
     p.add_argument("--black-box-name", default="all-mpnet-base-v2", help="the black box's name in the store")
@@ -201,10 +212,10 @@ def sweep_run(args, weight: float, seed: int) -> Path:
 
 def chosen(args) -> dict:
     """The sweep's record: the chosen ``weight``, its ``seed`` and every λ tried (``sweep``)."""
-    f = Path(args.work) / "lambda.json"
+    f = Path(args.lambda_file) if args.lambda_file else Path(args.work) / "lambda.json"
     if not f.is_file():
-        raise SystemExit(f"{f}: no λ chosen yet (run the sweep stage)")
-    return json.loads(f.read_text())
+        raise SystemExit(f"{f}: no λ chosen yet (run the sweep stage, or give --lambda-file)")
+    return {**json.loads(f.read_text()), "file": str(f)}
 
 
 def sweep(args) -> None:
@@ -260,7 +271,8 @@ def summarise(args) -> dict:
     """Per dataset: each row's runs and its comparisons (``vs_1`` with the black box, ``vs_3`` for row 4)."""
     record = chosen(args)
     weight = record["weight"]
-    out: dict = {"weight": weight, "sweep_seed": record.get("seed"), "sweep": record.get("sweep", []), "datasets": {}}
+    out: dict = {"weight": weight, "sweep_seed": record.get("seed"), "sweep": record.get("sweep", []),
+                 "lambda_file": record["file"], "datasets": {}}
     for d in datasets_of(args):
         work = Path(args.work) / d.name
         if not (work / "settings.json").is_file():
@@ -314,9 +326,9 @@ def render(summary: dict, args) -> str:
         "(`recipes/precompute_black_box.py`); the runs read only the vectors",
         f"- Mafin: `[black box ; λ·normalize(student)]`, λ = {summary['weight']:g}, chosen on {SWEEP_DATASET} train "
         f"queries held out of the training pairs (sweep below, training seed {summary['sweep_seed']}, which no "
-        "row below uses); SciFact takes it over",
+        f"row below uses; `{os.path.relpath(summary['lambda_file'], ROOT)}`); SciFact takes it over",
         f"- student {args.model or 'all-MiniLM-L6-v2'}; MultipleNegativesRankingLoss; batch {args.batch_size}; lr "
-        f"{args.lr}; {args.epochs:g} epoch; warmup 10%; max length {args.max_seq_length}; {args.num_negatives} "
+        f"{args.lr}; {args.epochs:g} epoch(s); warmup 10%; max length {args.max_seq_length}; {args.num_negatives} "
         f"negative(s) a row (rows 2 and 4); NFCorpus: {args.nfcorpus_train_pairs} train pairs, evaluated on dev; "
         f"seeds {', '.join(map(str, args.seeds))}",
         "- vs 1: the black box has one run, which stands for every seed: Δ with a one-sample 95% t interval over "
@@ -352,7 +364,8 @@ def render(summary: dict, args) -> str:
                       f"| nDCG@10 | {_cmp(c['ndcg10'])} |", f"| Recall@10 | {_cmp(c['recall10'])} |"]
         lines.append("")
     if summary["sweep"]:
-        lines += [f"## λ sweep ({SWEEP_DATASET}, row 4, training seed {summary['sweep_seed']})", "",
+        lines += [f"## λ sweep ({SWEEP_DATASET}, row 4, training seed {summary['sweep_seed']}, "
+                  f"`{os.path.relpath(summary['lambda_file'], ROOT)}`)", "",
                   "| λ | held-out train nDCG@10 | held-out queries | dev nDCG@10 |", "|---:|---:|---:|---:|"]
         for e in summary["sweep"]:
             mark = " (chosen)" if e["weight"] == summary["weight"] else ""

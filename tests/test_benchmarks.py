@@ -139,3 +139,40 @@ def test_query_overlap_counts_evaluation_queries_with_a_train_query_text(tmp_pat
     (tmp_path / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq3\td1\t1\nq4\td3\t1\n")
     # q3 repeats q1's text up to case and spaces; q4 is new; q2 (train only) is not an evaluation query.
     assert probe_query_overlap.overlap(tmp_path, "dev") == (2, ["  does x cause y?"])
+
+
+def test_mafin_explore_report_compares_each_run_with_in_batch_at_its_epochs(tmp_path):
+    import report_mafin_explore as explore
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.1, 0.6, size=60)
+    queries = [f"q{i}" for i in range(60)]
+
+    def write(folder, shift, dev=0.33):
+        per_query = np.clip(base + shift + rng.normal(0, 0.002, size=base.size), 0, 1).tolist()
+        f = tmp_path / folder / "seed-1" / "results.json"
+        f.parent.mkdir(parents=True)
+        ev = {explore.HELDOUT: {"ndcg@10": float(np.mean(per_query)), "recall@100": 0.4, "query_ids": queries,
+                                "per_query": {"ndcg@10": per_query}},
+              explore.DEV: {"ndcg@10": dev, "recall@100": 0.3, "per_query": {"ndcg@10": [dev]}}}
+        f.write_text(json.dumps({"device": "cpu", "settings": {}, "train_rows": 2000, "train_seconds": 10.0,
+                                 "eval": ev}))
+
+    folders = {label_epochs: folder for label_epochs, folder in
+               (((label, epochs), folder) for label, folder, epochs in explore.RUNS)}
+    write(folders[("in-batch", 1)], 0.0)
+    write(folders[("in-batch", 2)], 0.05)  # two epochs of in-batch: far above the 1-epoch runs
+    write(explore.RUNS[1][1], 0.02)  # 1 epoch, mined: above 1-epoch in-batch, below 2-epoch in-batch
+    write(explore.RUNS[-1][1], 0.05)  # 2 epochs, mined: level with 2-epoch in-batch
+    entries = {(e["label"], e["epochs"]): e for e in explore.summarise(tmp_path)}
+
+    assert len(entries) == 4  # runs not there are left out, not reported as zeros
+    one = entries[(explore.RUNS[1][0], 1)]
+    assert one["delta"] == pytest.approx(0.02, abs=0.002) and one["p_queries"] < 0.01
+    two = entries[(explore.RUNS[-1][0], 2)]
+    assert abs(two["delta"]) < 0.002 and two["p_queries"] > 0.05  # against 2-epoch in-batch, not 1-epoch
+    assert entries[("in-batch", 1)]["delta"] is None
+    table = explore.render(list(entries.values()))
+    assert f"{one['heldout_ndcg10']:.4f}" in table and f"+{one['delta']:.4f}" in table
+    with pytest.raises(SystemExit, match="none of the exploratory runs"):
+        explore.main(["--results", str(tmp_path / "empty"), "--output", str(tmp_path / "out.md")])

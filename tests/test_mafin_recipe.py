@@ -8,6 +8,7 @@ teacher), so what the recipe does with its vectors can be checked against what M
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -244,6 +245,7 @@ def test_the_mafin_report_pairs_the_one_black_box_run_with_every_seed(tmp_path):
     assert "| 4 | Mafin, negatives mined under the black box (hybrid, PercPos 95%) | 0.6200 ± 0.0200 |" in text
     assert "| 0 | Mafin untrained (black box + base MiniLM) | 0.5500 | 0.5500 | 0.5500 | +0.0500 | – |" in text
     assert "Row 4 (mined) against row 3 (in-batch)" in text
+    assert f"`{os.path.relpath(work / 'lambda.json', bench_mafin.ROOT)}`" in text  # where λ came from
     # A run of a mined row on rows the mined set no longer holds is refused, not reported.
     fake_run(work / "tiny" / "mafin-mined-w0.5", 5, [0.6] * 4, rows_sha256="older")
     args.seeds = [2, 3, 4, 5]
@@ -303,3 +305,32 @@ def test_the_mafin_benchmark_sweeps_on_held_out_queries_then_trains_every_row_at
     launched.clear()
     bench_mafin.main(["train", "--seeds", "2", "3", *common])  # every run is there: nothing is redone
     assert launched == []
+
+
+def test_the_mafin_benchmark_trains_under_other_settings_at_another_work_folders_lambda(tmp_path, monkeypatch):
+    import bench_mafin
+    import seeded
+
+    data = tmp_path / "data"
+    (data / "nfcorpus").mkdir(parents=True)
+    (tmp_path / "cache" / "nfcorpus" / bench_mafin.MINED / "mined").mkdir(parents=True)
+    (tmp_path / "one-epoch").mkdir()
+    (tmp_path / "one-epoch" / "lambda.json").write_text(json.dumps({"weight": 2.0, "seed": 1, "sweep": []}))
+    common = ["--datasets", "nfcorpus", "--data", str(data), "--work", str(tmp_path / "two-epochs"),
+              "--cache", str(tmp_path / "cache"), "--epochs", "2"]
+    launched = []
+    monkeypatch.setattr(seeded, "run_jobs", lambda jobs, at_once, root: launched.extend(jobs))
+
+    with pytest.raises(SystemExit, match="no λ chosen yet .*--lambda-file"):  # its own folder has no sweep
+        bench_mafin.main(["train", "--rows", "3", "4", *common])
+    bench_mafin.main(["train", "--rows", "3", "4", "--seeds", "2", *common,
+                      "--lambda-file", str(tmp_path / "one-epoch" / "lambda.json")])
+    runs = {str(out.relative_to(tmp_path / "two-epochs")): cmd for cmd, out in launched}
+    assert set(runs) == {"nfcorpus/mafin-mined-w2/seed-2", "nfcorpus/mafin-in-batch-w2/seed-2"}
+    for cmd in runs.values():
+        assert cmd[cmd.index("--epochs") + 1] == "2.0" and cmd[cmd.index("--mafin-weight") + 1] == "2.0"
+    settings = json.loads((tmp_path / "two-epochs" / "nfcorpus" / "settings.json").read_text())
+    assert settings["epochs"] == 2.0  # the folder is for two-epoch runs: a one-epoch run is refused there
+    with pytest.raises(SystemExit, match="other settings"):
+        bench_mafin.main(["train", "--rows", "3", *common[:-2], "--lambda-file",
+                          str(tmp_path / "one-epoch" / "lambda.json")])

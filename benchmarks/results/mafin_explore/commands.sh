@@ -27,3 +27,5 @@ $R --strategy dataset --dataset $C/own1/mined --num-negatives 1 --seed 1 --outpu
 # mines it, not mined again here (today's code keeps 1,935 rows where the λ sweep's one-epoch run trained on 1,933).
 $R --strategy in-batch --num-negatives 1 --seed 1 --epochs 2.0 --output $X/mafin-in-batch-w1-2ep/seed-1 --eval-heldout $BB --mafin-weight 1.0 > $X/in-batch-2ep.log 2>&1
 $R --strategy dataset --dataset benchmarks/results/cache/mafin/nfcorpus/black-box-hybrid/mined --num-negatives 1 --seed 1 --epochs 2.0 --output $X/mafin-mined-w1-2ep/seed-1 --eval-heldout $BB --mafin-weight 1.0 > $X/mined-2ep.log 2>&1
+# The table of all these runs against in-batch at the same epochs: results/mafin_explore/nfcorpus-heldout.md
+python benchmarks/report_mafin_explore.py
