@@ -272,7 +272,7 @@ def summarise(args) -> dict:
     record = chosen(args)
     weight = record["weight"]
     out: dict = {"weight": weight, "sweep_seed": record.get("seed"), "sweep": record.get("sweep", []),
-                 "lambda_file": record["file"], "datasets": {}}
+                 "lambda_file": os.path.relpath(record["file"], ROOT), "datasets": {}}
     for d in datasets_of(args):
         work = Path(args.work) / d.name
         if not (work / "settings.json").is_file():
@@ -326,7 +326,7 @@ def render(summary: dict, args) -> str:
         "(`recipes/precompute_black_box.py`); the runs read only the vectors",
         f"- Mafin: `[black box ; λ·normalize(student)]`, λ = {summary['weight']:g}, chosen on {SWEEP_DATASET} train "
         f"queries held out of the training pairs (sweep below, training seed {summary['sweep_seed']}, which no "
-        f"row below uses; `{os.path.relpath(summary['lambda_file'], ROOT)}`); SciFact takes it over",
+        f"row below uses; `{summary['lambda_file']}`); SciFact takes it over",
         f"- student {args.model or 'all-MiniLM-L6-v2'}; MultipleNegativesRankingLoss; batch {args.batch_size}; lr "
         f"{args.lr}; {args.epochs:g} epoch(s); warmup 10%; max length {args.max_seq_length}; {args.num_negatives} "
         f"negative(s) a row (rows 2 and 4); NFCorpus: {args.nfcorpus_train_pairs} train pairs, evaluated on dev; "
@@ -365,7 +365,7 @@ def render(summary: dict, args) -> str:
         lines.append("")
     if summary["sweep"]:
         lines += [f"## λ sweep ({SWEEP_DATASET}, row 4, training seed {summary['sweep_seed']}, "
-                  f"`{os.path.relpath(summary['lambda_file'], ROOT)}`)", "",
+                  f"`{summary['lambda_file']}`)", "",
                   "| λ | held-out train nDCG@10 | held-out queries | dev nDCG@10 |", "|---:|---:|---:|---:|"]
         for e in summary["sweep"]:
             mark = " (chosen)" if e["weight"] == summary["weight"] else ""
