@@ -272,7 +272,9 @@ def summarise(args) -> dict:
     record = chosen(args)
     weight = record["weight"]
     out: dict = {"weight": weight, "sweep_seed": record.get("seed"), "sweep": record.get("sweep", []),
-                 "lambda_file": os.path.relpath(record["file"], ROOT), "datasets": {}}
+                 "lambda_file": os.path.relpath(record["file"], ROOT),
+                 "lambda_elsewhere": Path(record["file"]).resolve() != (Path(args.work) / "lambda.json").resolve(),
+                 "datasets": {}}
     for d in datasets_of(args):
         work = Path(args.work) / d.name
         if not (work / "settings.json").is_file():
@@ -364,8 +366,11 @@ def render(summary: dict, args) -> str:
                       f"| nDCG@10 | {_cmp(c['ndcg10'])} |", f"| Recall@10 | {_cmp(c['recall10'])} |"]
         lines.append("")
     if summary["sweep"]:
+        # A λ taken from another work folder was swept under that folder's settings (e.g. 1 epoch), not these.
+        elsewhere = "; its runs had that work folder's settings, not this report's" if summary.get(
+            "lambda_elsewhere") else ""
         lines += [f"## λ sweep ({SWEEP_DATASET}, row 4, training seed {summary['sweep_seed']}, "
-                  f"`{summary['lambda_file']}`)", "",
+                  f"`{summary['lambda_file']}`{elsewhere})", "",
                   "| λ | held-out train nDCG@10 | held-out queries | dev nDCG@10 |", "|---:|---:|---:|---:|"]
         for e in summary["sweep"]:
             mark = " (chosen)" if e["weight"] == summary["weight"] else ""

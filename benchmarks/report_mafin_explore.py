@@ -38,7 +38,8 @@ def summarise(results: Path) -> list[dict]:
         held = seeded.load_runs(results / folder, [1], HELDOUT)
         if not held:
             continue
-        dev = seeded.load_runs(results / folder, [1], DEV)
+        raw_eval = json.loads((results / folder / "seed-1" / "results.json").read_text())["eval"]
+        dev = seeded.load_runs(results / folder, [1], DEV) if DEV in raw_eval else {1: {"ndcg10": None}}
         raw = json.loads((results / folder / "seed-1" / "results.json").read_text())
         ref = refs.get(epochs) or {}
         cmp = seeded.compare(held, ref, min_seeds=1) if ref and label != "in-batch" else None
@@ -61,7 +62,7 @@ def render(entries: list[dict]) -> str:
     for e in entries:
         delta = "" if e["delta"] is None else f"{e['delta']:+.4f} ({e['p_queries']:.3f})"
         lines.append(f"| {e['epochs']} | {e['label']} | {e['rows']} | {e['heldout_ndcg10']:.4f} | {delta} | "
-                     f"{e['dev_ndcg10']:.4f} | {e['train_seconds']:.0f} | `{e['folder']}` |")
+                     f"{'–' if e['dev_ndcg10'] is None else format(e['dev_ndcg10'], '.4f')} | {e['train_seconds']:.0f} | `{e['folder']}` |")
     return "\n".join(lines) + "\n"
 
 

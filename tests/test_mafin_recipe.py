@@ -246,6 +246,7 @@ def test_the_mafin_report_pairs_the_one_black_box_run_with_every_seed(tmp_path):
     assert "| 0 | Mafin untrained (black box + base MiniLM) | 0.5500 | 0.5500 | 0.5500 | +0.0500 | – |" in text
     assert "Row 4 (mined) against row 3 (in-batch)" in text
     assert f"`{os.path.relpath(work / 'lambda.json', bench_mafin.ROOT)}`" in text  # where λ came from
+    assert "that work folder's settings" not in text  # swept here, under these settings
     # A run of a mined row on rows the mined set no longer holds is refused, not reported.
     fake_run(work / "tiny" / "mafin-mined-w0.5", 5, [0.6] * 4, rows_sha256="older")
     args.seeds = [2, 3, 4, 5]
@@ -315,7 +316,8 @@ def test_the_mafin_benchmark_trains_under_other_settings_at_another_work_folders
     (data / "nfcorpus").mkdir(parents=True)
     (tmp_path / "cache" / "nfcorpus" / bench_mafin.MINED / "mined").mkdir(parents=True)
     (tmp_path / "one-epoch").mkdir()
-    (tmp_path / "one-epoch" / "lambda.json").write_text(json.dumps({"weight": 2.0, "seed": 1, "sweep": []}))
+    (tmp_path / "one-epoch" / "lambda.json").write_text(json.dumps({"weight": 2.0, "seed": 1, "sweep": [
+        {"weight": 2.0, "heldout_ndcg10": 0.3, "heldout_queries": 5, "dev_ndcg10": 0.31}]}))
     common = ["--datasets", "nfcorpus", "--data", str(data), "--work", str(tmp_path / "two-epochs"),
               "--cache", str(tmp_path / "cache"), "--epochs", "2"]
     launched = []
@@ -334,3 +336,8 @@ def test_the_mafin_benchmark_trains_under_other_settings_at_another_work_folders
     with pytest.raises(SystemExit, match="other settings"):
         bench_mafin.main(["train", "--rows", "3", *common[:-2], "--lambda-file",
                           str(tmp_path / "one-epoch" / "lambda.json")])
+    # The report shows the sweep it took λ from, and says that sweep ran under the other folder's settings.
+    args = bench_mafin.parse_args(["report", *common, "--lambda-file", str(tmp_path / "one-epoch" / "lambda.json")])
+    text = bench_mafin.render(bench_mafin.summarise(args), args)
+    assert "2 epoch(s)" in text and "that work folder's settings, not this report's" in text
+    assert "| 2 (chosen) | 0.3000 | 5 | 0.3100 |" in text
