@@ -38,13 +38,11 @@ def summarise(results: Path) -> list[dict]:
         held = seeded.load_runs(results / folder, [1], HELDOUT)
         if not held:
             continue
-        raw_eval = json.loads((results / folder / "seed-1" / "results.json").read_text())["eval"]
-        dev = seeded.load_runs(results / folder, [1], DEV) if DEV in raw_eval else {1: {"ndcg10": None}}
         raw = json.loads((results / folder / "seed-1" / "results.json").read_text())
         ref = refs.get(epochs) or {}
         cmp = seeded.compare(held, ref, min_seeds=1) if ref and label != "in-batch" else None
         out.append({"label": label, "folder": folder, "epochs": epochs, "rows": held[1]["train_rows"],
-                    "heldout_ndcg10": held[1]["ndcg10"], "dev_ndcg10": dev[1]["ndcg10"],
+                    "heldout_ndcg10": held[1]["ndcg10"], "dev_ndcg10": raw["eval"].get(DEV, {}).get("ndcg@10"),
                     "train_seconds": held[1]["train_seconds"], "device": raw.get("device"),
                     "delta": cmp and cmp["delta"], "p_queries": cmp and cmp["p_queries"]})
     return out
@@ -61,8 +59,9 @@ def render(entries: list[dict]) -> str:
              "|---:|---|---:|---:|---:|---:|---:|---|"]
     for e in entries:
         delta = "" if e["delta"] is None else f"{e['delta']:+.4f} ({e['p_queries']:.3f})"
-        lines.append(f"| {e['epochs']} | {e['label']} | {e['rows']} | {e['heldout_ndcg10']:.4f} | {delta} | "
-                     f"{'–' if e['dev_ndcg10'] is None else format(e['dev_ndcg10'], '.4f')} | {e['train_seconds']:.0f} | `{e['folder']}` |")
+        dev = "–" if e["dev_ndcg10"] is None else f"{e['dev_ndcg10']:.4f}"
+        lines.append(f"| {e['epochs']} | {e['label']} | {e['rows']} | {e['heldout_ndcg10']:.4f} | {delta} | {dev} | "
+                     f"{e['train_seconds']:.0f} | `{e['folder']}` |")
     return "\n".join(lines) + "\n"
 
 
@@ -74,10 +73,7 @@ def main(argv=None) -> None:
     entries = summarise(Path(args.results))
     if not entries:
         raise SystemExit(f"{args.results}: none of the exploratory runs is there (run mafin_explore/commands.sh)")
-    text = render(entries)
-    Path(args.output).write_text(text, encoding="utf-8")
-    Path(args.output).with_suffix(".json").write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
-    print(text, end="")
+    seeded.write_report(render(entries), entries, args.output)
 
 
 if __name__ == "__main__":

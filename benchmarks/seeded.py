@@ -197,5 +197,8 @@ def write_report(text: str, summary: dict, output: str | Path) -> None:
     print(text)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    # Through a temporary file each: a run cut short never leaves a half-written report over the last good one.
+    for path, content in ((out, text), (out.with_suffix(".json"), json.dumps(summary, indent=1))):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(content, encoding="utf-8")
+        os.replace(tmp, path)

@@ -158,8 +158,7 @@ def test_mafin_explore_report_compares_each_run_with_in_batch_at_its_epochs(tmp_
         f.write_text(json.dumps({"device": "cpu", "settings": {}, "train_rows": 2000, "train_seconds": 10.0,
                                  "eval": ev}))
 
-    folders = {label_epochs: folder for label_epochs, folder in
-               (((label, epochs), folder) for label, folder, epochs in explore.RUNS)}
+    folders = {(label, epochs): folder for label, folder, epochs in explore.RUNS}
     write(folders[("in-batch", 1)], 0.0)
     write(folders[("in-batch", 2)], 0.05)  # two epochs of in-batch: far above the 1-epoch runs
     write(explore.RUNS[1][1], 0.02)  # 1 epoch, mined: above 1-epoch in-batch, below 2-epoch in-batch
